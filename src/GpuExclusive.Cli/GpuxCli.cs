@@ -1,5 +1,6 @@
 using System.Collections;
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using GpuExclusive.Cli.Commands;
 
 namespace GpuExclusive.Cli;
@@ -19,7 +20,12 @@ internal static class GpuxCli
         RootCommand root = BuildRoot(context);
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)
-            return BadInput(stderr, parse.Errors[0].Message);
+        {
+            // "gpux bogus" reports both a missing command and the stray token; the stray token is the real mistake.
+            ParseError first = parse.Errors.FirstOrDefault(
+                e => parse.UnmatchedTokens.Any(token => e.Message.Contains($"'{token}'", StringComparison.Ordinal))) ?? parse.Errors[0];
+            return BadInput(stderr, first.Message);
+        }
 
         var invocation = new InvocationConfiguration
         {

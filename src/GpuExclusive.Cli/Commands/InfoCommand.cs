@@ -41,21 +41,22 @@ internal static class InfoCommand
         console.Write(devices);
 
         AcceleratorChoice auto = AcceleratorSelection.Choose(AcceleratorKind.Auto, candidates);
-        console.WriteLine($"Auto picks: {Describe(auto, candidates)}");
+        // Plain lines through Stdout: Spectre would wrap them at the console width.
+        context.Stdout.WriteLine($"Auto picks: {Describe(auto, candidates)}");
         if (settings.Accelerator != AcceleratorKind.Auto)
         {
             AcceleratorChoice configured = AcceleratorSelection.Choose(settings.Accelerator, candidates);
-            console.WriteLine($"Configured ({settings.Accelerator}): {Describe(configured, candidates)}");
+            context.Stdout.WriteLine($"Configured ({settings.Accelerator}): {Describe(configured, candidates)}");
         }
 
         long poolBytes = settings.PoolPages * PagePool.PageSize;
-        console.WriteLine(
+        context.Stdout.WriteLine(
             $"Page pool: {settings.PoolPages.ToString(CultureInfo.InvariantCulture)} frames of {PagePool.PageSize} bytes = {FormatBytes(poolBytes)}, " +
             $"locked-memory limit {LockedMemoryLimit()}");
 
         var values = new Table().Title("Settings").AddColumns("Key", "Value", "Source", "Origin");
         foreach (SettingValue value in settings.Values)
-            values.AddRow(Markup.Escape(value.Key), Markup.Escape(value.Value), value.Source.ToString(), Markup.Escape(value.Origin));
+            values.AddRow(Markup.Escape(value.Key), Markup.Escape(value.Value), value.Source.ToString(), Markup.Escape(ShortOrigin(value)));
         console.Write(values);
         return ExitCodes.Success;
     }
@@ -65,8 +66,19 @@ internal static class InfoCommand
             ? $"{choice.Kind} device #{choice.CandidateIndex} '{candidates[choice.CandidateIndex].Name}' ({choice.Reason})"
             : $"none ({choice.Reason})";
 
+    // A file path relative to where the user stands is easier to read than the absolute one (when shorter).
+    private static string ShortOrigin(SettingValue value)
+    {
+        if (value.Source != SettingSource.File)
+            return value.Origin;
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, value.Origin);
+        return relative.Length < value.Origin.Length ? relative : value.Origin;
+    }
+
     private static string FormatBytes(long bytes) => bytes switch
     {
+        // The CPU accelerator reports long.MaxValue: it uses host memory and has no limit of its own.
+        >= 1L << 62 => "host memory",
         >= 1L << 30 => $"{bytes / (double)(1L << 30):0.##} GiB",
         >= 1L << 20 => $"{bytes / (double)(1L << 20):0.##} MiB",
         >= 1L << 10 => $"{bytes / (double)(1L << 10):0.##} KiB",

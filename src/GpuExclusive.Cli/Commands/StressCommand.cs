@@ -83,6 +83,9 @@ internal static class StressCommand
     {
         option.Validators.Add(result =>
         {
+            // A value that did not convert is already a parse error; checking its range would throw.
+            if (result.Tokens.Count == 1 && !long.TryParse(result.Tokens[0].Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
+                return;
             object? value = result.GetValueOrDefault<T>();
             if (value is null)
                 return;
