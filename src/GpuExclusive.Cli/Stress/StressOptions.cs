@@ -17,4 +17,10 @@ internal sealed record StressOptions(int Seconds, long? MaxOperations, int Seed,
     /// every counter and scratch page, and slack for the engine's own use of the pool.
     /// </summary>
     public long RequiredPoolPages => 3L * (CounterPages + ScratchPages) + 64;
+
+    /// <summary>
+    /// Test hook, not reachable from the command line: worker 0 records one add more than it made on its first
+    /// successful AtomicAdd, so that tests can prove the final check catches a lost update.
+    /// </summary>
+    public bool InjectPhantomAdd { get; init; }
 }

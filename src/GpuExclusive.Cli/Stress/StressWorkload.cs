@@ -41,6 +41,7 @@ internal sealed class StressWorkload : IDisposable
 
     private volatile bool _stop;
     private long _operationsClaimed;
+    private int _workersRunning;
 
     // Even: counters are read-write. The churn thread makes it odd before protecting any counter page read-only and
     // even again after restoring read-write, so a worker whose write was rejected can prove a window overlapped it.
@@ -98,6 +99,7 @@ internal sealed class StressWorkload : IDisposable
     public void Start()
     {
         StressLog.RunStarted(_logger, _options.Seed, _options.CpuThreads, _options.CounterPages, _pool.Capacity);
+        _workersRunning = _options.CpuThreads;
         _clock.Start();
         foreach (Thread thread in _threads)
             thread.Start();
@@ -193,18 +195,30 @@ internal sealed class StressWorkload : IDisposable
             return true;
         }
 
+        // Only this worker stops here: one that still holds a batch finishes it, so a run bounded by --ops does
+        // exactly that many operations. The last worker out stops the churn thread.
         long start = Interlocked.Add(ref _operationsClaimed, OperationBatch) - OperationBatch;
         if (start >= max)
-        {
-            _stop = true;
             return false;
-        }
 
         allowance = Math.Min(OperationBatch, max - start);
         return true;
     }
 
     private void WorkerLoop(int worker)
+    {
+        try
+        {
+            RunWorker(worker);
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _workersRunning) == 0)
+                _stop = true;
+        }
+    }
+
+    private void RunWorker(int worker)
     {
         WorkerState state = _workers[worker];
         StressStats stats = state.Stats;
@@ -244,6 +258,12 @@ internal sealed class StressWorkload : IDisposable
                 }
 
                 state.Added[index] += delta;
+                if (_options.InjectPhantomAdd && worker == 0 && !state.PhantomAdded)
+                {
+                    // Test hook: track an add that never happened, as a lost update would look.
+                    state.Added[index] += 1;
+                    state.PhantomAdded = true;
+                }
                 if (!NotBehind(result, (int)state.Added[index]) || !NotBehind(result, unchecked(state.LastSeen[index] + delta)))
                     Violate($"{At(worker, operation)}: AtomicAdd(0x{address:x}, {delta}) returned {result}, below this thread's own adds ({state.Added[index]}) or last read ({state.LastSeen[index]}) plus {delta}");
                 state.LastSeen[index] = result;
@@ -645,5 +665,7 @@ internal sealed class StressWorkload : IDisposable
         public long[] ExpectedSlots { get; } = new long[pages];
 
         public StressStats Stats { get; } = new();
+
+        public bool PhantomAdded { get; set; }
     }
 }
