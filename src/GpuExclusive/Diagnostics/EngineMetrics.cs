@@ -20,5 +20,7 @@ internal static class EngineMetrics
     internal static readonly Counter<long> Shootdowns = Meter.CreateCounter<long>("gpux.tlb.shootdowns", "{flush}", "Software TLB shootdowns");
     internal static readonly Counter<long> Grants = Meter.CreateCounter<long>("gpux.exclusive.grants", "{page}", "Pages converted to device-exclusive entries");
     internal static readonly Counter<long> Revocations = Meter.CreateCounter<long>("gpux.exclusive.revocations", "{page}", "Device-exclusive entries restored by a CPU access or fork");
+    internal static readonly Counter<long> DeviceFaults = Meter.CreateCounter<long>("gpux.device.faults", "{page}", "Device faults serviced (pages an atomic batch lacked permission for)");
+    internal static readonly Counter<long> Replays = Meter.CreateCounter<long>("gpux.device.replays", "{launch}", "Kernel relaunches to replay pending ops");
     internal static readonly Counter<long> Forks = Meter.CreateCounter<long>("gpux.forks", "{fork}", "Address spaces forked");
 }

@@ -5,7 +5,7 @@ namespace GpuExclusive.Diagnostics;
 
 /// <summary>
 /// Checks the frame-accounting invariants of DESIGN §3.5 across a pool and every address space using it:
-/// #1 device-exclusive entries only in private writable anon mappings; #2 each frame's MapCount equals the PTEs
+/// #1 device-exclusive entries only in private writable anon mappings; #3 an Atomic device PTE only over a device-exclusive CPU entry of the same frame; #2 each frame's MapCount equals the PTEs
 /// (present or device-exclusive) mapping it, its RefCount equals MapCount plus shared-object references, and the
 /// reverse map lists exactly those PTEs; #5 every frame not referenced is free.
 /// </summary>
@@ -45,6 +45,14 @@ public static class InvariantChecker
             foreach (var space in locked.Where(static s => !s.IsDisposed))
             {
                 space.CollectMappingsLocked(mappings, sharedObjects, violations);
+            }
+
+            foreach (var space in locked.Where(static s => !s.IsDisposed))
+            {
+                foreach (var mirror in space.Mirrors())
+                {
+                    mirror.CollectViolations(violations);
+                }
             }
 
             var objectReferences = new Dictionary<long, int>();

@@ -1,0 +1,729 @@
+using System.Diagnostics;
+using GpuExclusive.Devices;
+using GpuExclusive.Diagnostics;
+using GpuExclusive.Kernels;
+using GpuExclusive.Paging;
+using ILGPU.Runtime;
+using Microsoft.Extensions.Logging;
+
+namespace GpuExclusive;
+
+/// <summary>
+/// A device's view of one address space (nouveau's SVM mirror, <c>lib/test_hmm</c>'s dmirror): a device page table
+/// the kernels translate through, kept coherent with the CPU page table by an interval notifier.
+/// </summary>
+/// <remarks>
+/// Atomics need an Atomic device PTE, obtained only by a grant (<see cref="MakeExclusive"/>, or a device fault during
+/// <see cref="Run"/>); plain device reads and writes mirror the CPU PTE (<c>hmm_range_fault</c>) without exclusivity.
+/// Every invalidation of the space except this device's own <see cref="NotifierEvent.Exclusive"/> events stops the
+/// device's running kernel and clears the affected device PTEs before the callback returns. Thread-safe; several
+/// threads may <see cref="Run"/> at once (launches on one device take turns).
+/// </remarks>
+public sealed class DeviceMirror : IDisposable
+{
+    private const int InitialSlots = 1024;
+
+    private readonly ExclusiveDevice _device;
+    private readonly MemoryBuffer _pool;
+    private readonly ILogger _logger;
+    private readonly IDisposable _registration;
+
+    // The mirror lock (the driver mutex of nouveau/test_hmm): guards _slots, _slotPages, _slotCount, the contents of
+    // _table written by the host, the swap of _table, and _disposed. Lock order: mmap lock → this lock. Never held
+    // while calling into the address space.
+    private readonly object _lock = new();
+    private readonly Dictionary<ulong, int> _slots = [];
+    private ulong[] _slotPages = new ulong[InitialSlots];
+    private int _slotCount;
+    private volatile HostMappedArray<long> _table;
+    private bool _disposed;
+
+    internal DeviceMirror(ExclusiveDevice device, AddressSpace space, MemoryBuffer pool)
+    {
+        _device = device;
+        _pool = pool;
+        Space = space;
+        _logger = device.LoggerFactory.CreateLogger<DeviceMirror>();
+        _table = device.AllocateShared<long>(InitialSlots);
+        _registration = space.InsertIntervalNotifier(new MirrorNotifier(this), 0, PageTable.AddressLimit);
+        space.AttachMirror(this);
+    }
+
+    /// <summary>The device this mirror belongs to.</summary>
+    public ExclusiveDevice Device => _device;
+
+    internal AddressSpace Space { get; }
+
+    internal bool IsDisposed => Volatile.Read(ref _disposed);
+
+    /// <summary>
+    /// Makes every page of the range device-exclusive to this device with atomic permission (DESIGN §3.1), waiting for
+    /// busy page locks, and returns the number of pages granted (all of them, unless an invalidation keeps racing).
+    /// </summary>
+    /// <exception cref="ArgumentException">Misaligned address, length not whole pages, zero, or overflowing.</exception>
+    /// <exception cref="MemoryAccessException">Part of the range is unmapped or read-only; nothing changed.</exception>
+    /// <exception cref="NotSupportedException">Part of the range is a shared mapping; nothing changed.</exception>
+    public int MakeExclusive(ulong address, ulong length)
+    {
+        var end = AddressRange.Validate(address, length);
+        ThrowIfDisposed();
+        var held = new List<GrantedPage>();
+        var next = address;
+        var attempts = 0;
+        while (next < end)
+        {
+            next = FirstNotAtomic(next, end);
+            if (next >= end)
+            {
+                break;
+            }
+
+            if (++attempts > 1000)
+            {
+                break; // an invalidation hit every attempt: report what was granted
+            }
+
+            try
+            {
+                GrantAndMap(next, end, held);
+            }
+            finally
+            {
+                ReleaseAll(held);
+            }
+        }
+
+        return CountExclusive(address, length);
+    }
+
+    /// <summary>Pages of the range this device holds with atomic permission.</summary>
+    public int CountExclusive(ulong address, ulong length)
+    {
+        var end = AddressRange.Validate(address, length);
+        lock (_lock)
+        {
+            ThrowIfDisposedLocked();
+            var table = _table;
+            var count = 0;
+            foreach (var (page, slot) in _slots)
+            {
+                var at = page << PagePool.PageShift;
+                if (at >= address && at < end && DevicePte.Permission(Volatile.Read(ref table[slot])) == DevicePte.Atomic)
+                {
+                    count++;
+                }
+            }
+
+            return count;
+        }
+    }
+
+    /// <summary>A device read of <paramref name="destination"/>.Length bytes at <paramref name="address"/>, mirroring the CPU PTEs.</summary>
+    public DeviceStatus Read(ulong address, Span<byte> destination) => Access(address, destination, isWrite: false);
+
+    /// <summary>A device write; a read-only mapping gives <see cref="DeviceStatus.PermissionDenied"/>, nothing written.</summary>
+    public unsafe DeviceStatus Write(ulong address, ReadOnlySpan<byte> source)
+    {
+        fixed (byte* pointer = source)
+        {
+            return Access(address, new Span<byte>(pointer, source.Length), isWrite: true);
+        }
+    }
+
+    /// <summary>
+    /// Runs a batch of atomics on the device. Each op is translated through the device page table; a missing permission
+    /// is a device fault, serviced by a grant, and the pending ops are replayed until every op is applied exactly once,
+    /// or refused (<see cref="BatchResult.NotMapped"/>, <see cref="BatchResult.PermissionDenied"/>: not retried).
+    /// </summary>
+    /// <param name="ops">The atomics; 32-bit ops need 4-byte-aligned addresses, 64-bit ops 8-byte-aligned ones.</param>
+    /// <param name="oldValues">Empty, or at least as long as <paramref name="ops"/>: the value each op replaced (0 for refused ops).</param>
+    /// <exception cref="ArgumentException">A misaligned op, an unknown kind, or <paramref name="oldValues"/> too short; nothing ran.</exception>
+    /// <exception cref="ObjectDisposedException">The mirror, its device or its space was disposed, also while the batch ran.</exception>
+    public BatchResult Run(ReadOnlySpan<AtomicOp> ops, Span<long> oldValues = default)
+    {
+        ValidateBatch(ops, oldValues);
+        ThrowIfDisposed();
+        if (ops.IsEmpty)
+        {
+            return default;
+        }
+
+        using var batch = new DeviceBatch(_device, ops.Length);
+        FillBatch(batch, ops);
+        long deviceFaults = 0, launches = 0;
+        var held = new List<GrantedPage>();
+        try
+        {
+            while (true)
+            {
+                ThrowIfDisposed();
+                _device.LaunchBatch(batch, this);
+                launches++;
+                ReleaseAll(held); // the ops that faulted on these pages have had their launch (DESIGN §3.5 #6)
+                var faulted = FaultedPages(batch);
+                if (faulted.Count == 0)
+                {
+                    break;
+                }
+
+                deviceFaults += faulted.Count;
+                EngineMetrics.DeviceFaults.Add(faulted.Count);
+                ServiceFaults(batch, faulted, held);
+            }
+        }
+        finally
+        {
+            ReleaseAll(held);
+        }
+
+        EngineMetrics.Replays.Add(launches - 1);
+        var result = Collect(batch, oldValues, deviceFaults, launches - 1);
+        DeviceLog.BatchDone(_logger, ops.Length, result.Completed, deviceFaults, launches - 1);
+        return result;
+    }
+
+    /// <summary>Stops using the space: the notifier is removed and the device page table freed. Pages stay device-exclusive until the CPU touches them.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        _registration.Dispose();
+        Space.DetachMirror(this);
+        _device.Executor.Quiesce();
+        try
+        {
+            _table.Dispose();
+        }
+        finally
+        {
+            _device.Executor.Resume();
+        }
+
+        _device.Forget(this);
+    }
+
+    /// <summary>The device page table as the kernels see it; read only inside a launch (swaps happen while quiesced).</summary>
+    internal ILGPU.ArrayView<long> TableView => _table.View;
+
+    internal MemoryBuffer PoolBuffer => _pool;
+
+    /// <summary>Checks DESIGN §3.5 #3 for this mirror: every Atomic device PTE maps a frame whose CPU entry is device-exclusive.</summary>
+    internal void CollectViolations(List<string> violations)
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            foreach (var (page, slot) in _slots)
+            {
+                var entry = Volatile.Read(ref _table[slot]);
+                if (DevicePte.Permission(entry) != DevicePte.Atomic)
+                {
+                    continue;
+                }
+
+                var address = page << PagePool.PageShift;
+                var pte = Space.PeekPte(address);
+                if (!Pte.IsDeviceExclusive(pte) || Pte.Frame(pte) != DevicePte.Frame(entry))
+                {
+                    violations.Add($"device {_device.Name}: atomic device PTE at 0x{address:x} (frame {DevicePte.Frame(entry)}) but the CPU PTE is {Pte.Describe(pte)} (#3)");
+                }
+            }
+        }
+    }
+
+    /// <summary>The invalidation callback: stop the device, clear device PTEs in the range (DESIGN §3.2).</summary>
+    private void Invalidate(in NotifierRange range)
+    {
+        lock (_lock)
+        {
+            if (_disposed || !AnyValidLocked(range.Start, range.End))
+            {
+                return; // nothing mapped there: the device cannot be touching it
+            }
+        }
+
+        _device.Executor.Quiesce();
+        try
+        {
+            int cleared;
+            lock (_lock)
+            {
+                cleared = ClearLocked(range.Start, range.End);
+            }
+
+            DeviceLog.Invalidated(_logger, Space.Id, cleared, range.Event, range.Start, range.End);
+        }
+        finally
+        {
+            _device.Executor.Resume();
+        }
+    }
+
+    private bool AnyValidLocked(ulong start, ulong end)
+    {
+        var table = _table;
+        if ((end - start) >> PagePool.PageShift <= (ulong)_slots.Count)
+        {
+            for (var page = start >> PagePool.PageShift; page < end >> PagePool.PageShift; page++)
+            {
+                if (_slots.TryGetValue(page, out var slot) && Volatile.Read(ref table[slot]) != 0)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
+        foreach (var (page, slot) in _slots)
+        {
+            var at = page << PagePool.PageShift;
+            if (at >= start && at < end && Volatile.Read(ref table[slot]) != 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private int ClearLocked(ulong start, ulong end)
+    {
+        var table = _table;
+        var cleared = 0;
+        foreach (var (page, slot) in _slots)
+        {
+            var at = page << PagePool.PageShift;
+            if (at >= start && at < end && Volatile.Read(ref table[slot]) != 0)
+            {
+                Volatile.Write(ref table[slot], DevicePte.Invalid);
+                cleared++;
+            }
+        }
+
+        return cleared;
+    }
+
+    /// <summary>The slot of <paramref name="page"/>'s device PTE, creating it (and growing the table) on first use.</summary>
+    private int SlotForLocked(ulong page)
+    {
+        if (_slots.TryGetValue(page, out var slot))
+        {
+            return slot;
+        }
+
+        if (_slotCount == _table.Length)
+        {
+            GrowTableLocked();
+        }
+
+        slot = _slotCount++;
+        if (slot == _slotPages.Length)
+        {
+            Array.Resize(ref _slotPages, _slotPages.Length * 2);
+        }
+
+        _slotPages[slot] = page;
+        _slots[page] = slot;
+        return slot;
+    }
+
+    private unsafe void GrowTableLocked()
+    {
+        var grown = _device.AllocateShared<long>(_table.Length * 2);
+        // No kernel may read the old table while we copy and swap.
+        _device.Executor.Quiesce();
+        try
+        {
+            var old = _table;
+            Buffer.MemoryCopy(old.Pointer, grown.Pointer, grown.Length * sizeof(long), old.Length * sizeof(long));
+            _table = grown;
+            old.Dispose();
+        }
+        finally
+        {
+            _device.Executor.Resume();
+        }
+    }
+
+    private ulong FirstNotAtomic(ulong start, ulong end)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposedLocked();
+            var table = _table;
+            for (var at = start; at < end; at += PagePool.PageSize)
+            {
+                if (!_slots.TryGetValue(at >> PagePool.PageShift, out var slot) || DevicePte.Permission(Volatile.Read(ref table[slot])) != DevicePte.Atomic)
+                {
+                    return at;
+                }
+            }
+
+            return end;
+        }
+    }
+
+    /// <summary>
+    /// Grants <c>[start, end)</c> (as far as the space lets us without waiting while holding locks) and maps the pages
+    /// Atomic, unless an invalidation overlapped the grant (then nothing is mapped and the caller retries): the
+    /// <c>mmu_interval_read_begin/retry</c> loop of nouveau, with a temporary interval notifier over the range.
+    /// </summary>
+    private void GrantAndMap(ulong start, ulong end, List<GrantedPage> held)
+    {
+        var interval = new GrantInterval(_device);
+        using var registration = Space.InsertIntervalNotifier(interval, start, end - start);
+        var sequence = interval.ReadBegin();
+        var first = held.Count;
+        Space.GrantExclusive(start, end, _device, held);
+        lock (_lock)
+        {
+            ThrowIfDisposedLocked();
+            if (interval.ReadRetry(sequence))
+            {
+                return; // the frames stay held until released; the pages are simply not mapped on the device
+            }
+
+            for (var i = first; i < held.Count; i++)
+            {
+                var slot = SlotForLocked(held[i].Address >> PagePool.PageShift);
+                Volatile.Write(ref _table[slot], DevicePte.Make(held[i].Frame, DevicePte.Atomic));
+            }
+        }
+    }
+
+    private void ReleaseAll(List<GrantedPage> held)
+    {
+        foreach (var page in held)
+        {
+            Space.ReleaseGranted(page);
+        }
+
+        held.Clear();
+    }
+
+    private DeviceStatus Access(ulong address, Span<byte> buffer, bool isWrite)
+    {
+        if ((ulong)buffer.Length > ulong.MaxValue - address)
+        {
+            throw new ArgumentException($"{buffer.Length} bytes at 0x{address:x} run past the end of the address space", nameof(address));
+        }
+
+        ThrowIfDisposed();
+        var needed = isWrite ? DevicePte.Write : DevicePte.Read;
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var at = address + (ulong)done;
+            var page = at & ~AddressRange.PageMask;
+            var chunk = (int)Math.Min((ulong)(buffer.Length - done), PagePool.PageSize - (at - page));
+            if (TryCopy(at, buffer.Slice(done, chunk), isWrite, needed))
+            {
+                done += chunk;
+                continue;
+            }
+
+            var status = FaultForAccess(page, isWrite);
+            if (status != DeviceStatus.Ok)
+            {
+                return status;
+            }
+        }
+
+        return DeviceStatus.Ok;
+    }
+
+    /// <summary>Copies through an existing device PTE with enough permission, holding the mirror lock so no invalidation can complete meanwhile.</summary>
+    private unsafe bool TryCopy(ulong address, Span<byte> chunk, bool isWrite, int needed)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposedLocked();
+            if (!_slots.TryGetValue(address >> PagePool.PageShift, out var slot))
+            {
+                return false;
+            }
+
+            var entry = Volatile.Read(ref _table[slot]);
+            if (DevicePte.Permission(entry) < needed)
+            {
+                return false;
+            }
+
+            var pointer = Space.Pool.FrameAddress(DevicePte.Frame(entry)) + (address & AddressRange.PageMask);
+            var frameBytes = new Span<byte>(pointer, chunk.Length);
+            if (isWrite)
+            {
+                chunk.CopyTo(frameBytes);
+            }
+            else
+            {
+                frameBytes.CopyTo(chunk);
+            }
+
+            return true;
+        }
+    }
+
+    /// <summary>Installs a Read or Write device PTE mirroring the CPU PTE (<c>hmm_range_fault</c>), retrying on a racing invalidation.</summary>
+    private DeviceStatus FaultForAccess(ulong page, bool isWrite)
+    {
+        var interval = new GrantInterval(_device);
+        using var registration = Space.InsertIntervalNotifier(interval, page, PagePool.PageSize);
+        while (true)
+        {
+            var sequence = interval.ReadBegin();
+            var status = Space.FaultForDevice(page, isWrite, out var frame);
+            if (status != DeviceStatus.Ok)
+            {
+                return status;
+            }
+
+            lock (_lock)
+            {
+                ThrowIfDisposedLocked();
+                if (interval.ReadRetry(sequence))
+                {
+                    continue;
+                }
+
+                var slot = SlotForLocked(page >> PagePool.PageShift);
+                Volatile.Write(ref _table[slot], DevicePte.Make(frame, isWrite ? DevicePte.Write : DevicePte.Read));
+                return DeviceStatus.Ok;
+            }
+        }
+    }
+
+    private static void ValidateBatch(ReadOnlySpan<AtomicOp> ops, Span<long> oldValues)
+    {
+        if (!oldValues.IsEmpty && oldValues.Length < ops.Length)
+        {
+            throw new ArgumentException($"oldValues has {oldValues.Length} elements but the batch has {ops.Length} ops", nameof(oldValues));
+        }
+
+        for (var i = 0; i < ops.Length; i++)
+        {
+            var op = ops[i];
+            if (!Enum.IsDefined(op.Kind))
+            {
+                throw new ArgumentException($"op {i}: {(int)op.Kind} is not an AtomicKind", nameof(ops));
+            }
+
+            var size = op.Is64Bit ? 8UL : 4UL;
+            if ((op.Address & (size - 1)) != 0)
+            {
+                throw new ArgumentException($"op {i}: a {size * 8}-bit atomic needs a {size}-byte-aligned address; 0x{op.Address:x} is not", nameof(ops));
+            }
+
+            if (op.Address >= PageTable.AddressLimit)
+            {
+                throw new ArgumentException($"op {i}: 0x{op.Address:x} is beyond the 47-bit virtual address space", nameof(ops));
+            }
+        }
+    }
+
+    private void FillBatch(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops)
+    {
+        lock (_lock)
+        {
+            ThrowIfDisposedLocked();
+            for (var i = 0; i < ops.Length; i++)
+            {
+                var op = ops[i];
+                batch.Ops[i] = new DeviceOp
+                {
+                    Slot = SlotForLocked(op.Address >> PagePool.PageShift),
+                    Offset = (int)(op.Address & AddressRange.PageMask),
+                    Code = (int)op.Kind,
+                    Is64Bit = op.Is64Bit ? 1 : 0,
+                    Operand = op.Operand,
+                    Comparand = op.Comparand,
+                };
+            }
+        }
+    }
+
+    /// <summary>The pages of the ops still pending after a launch, from the fault buffer (or a scan when it overflowed).</summary>
+    private SortedSet<ulong> FaultedPages(DeviceBatch batch)
+    {
+        var pages = new SortedSet<ulong>();
+        lock (_lock)
+        {
+            if (batch.FaultCount <= batch.Faults.Length)
+            {
+                for (var i = 0; i < batch.FaultCount; i++)
+                {
+                    pages.Add(_slotPages[batch.Faults[i]]);
+                }
+            }
+
+            // Ops that never ran (a stop before their turn) are pending without a fault record: find those too.
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (Volatile.Read(ref batch.States[i]) == OpState.Pending)
+                {
+                    pages.Add(_slotPages[batch.Ops[i].Slot]);
+                }
+            }
+
+            // Pages mapped Atomic meanwhile need no service: their ops just run on the next launch.
+            var table = _table;
+            pages.RemoveWhere(page => _slots.TryGetValue(page, out var slot) && DevicePte.Permission(Volatile.Read(ref table[slot])) == DevicePte.Atomic);
+            if (pages.Count == 0 && AnyPending(batch))
+            {
+                pages.Add(ulong.MaxValue); // only stopped ops remain: relaunch without servicing
+            }
+        }
+
+        return pages;
+    }
+
+    private static bool AnyPending(DeviceBatch batch)
+    {
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (Volatile.Read(ref batch.States[i]) == OpState.Pending)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Services device faults: refuses ops on pages that can never be granted, grants the rest (frames stay held until the next launch returns).</summary>
+    private void ServiceFaults(DeviceBatch batch, SortedSet<ulong> faulted, List<GrantedPage> held)
+    {
+        faulted.Remove(ulong.MaxValue);
+        Dictionary<ulong, int>? refused = null;
+        var runStart = ulong.MaxValue;
+        var runEnd = 0UL;
+        foreach (var page in faulted)
+        {
+            var address = page << PagePool.PageShift;
+            var status = Space.ClassifyForAtomic(address);
+            if (status != DeviceStatus.Ok)
+            {
+                (refused ??= [])[page] = status == DeviceStatus.NotMapped ? OpState.NotMapped : OpState.PermissionDenied;
+                continue;
+            }
+
+            if (address == runEnd)
+            {
+                runEnd += PagePool.PageSize;
+                continue;
+            }
+
+            GrantRun(runStart, runEnd, held);
+            runStart = address;
+            runEnd = address + PagePool.PageSize;
+        }
+
+        GrantRun(runStart, runEnd, held);
+        if (refused is null)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (Volatile.Read(ref batch.States[i]) == OpState.Pending && refused.TryGetValue(_slotPages[batch.Ops[i].Slot], out var state))
+                {
+                    Volatile.Write(ref batch.States[i], state);
+                }
+            }
+        }
+    }
+
+    private void GrantRun(ulong start, ulong end, List<GrantedPage> held)
+    {
+        if (start == ulong.MaxValue)
+        {
+            return;
+        }
+
+        try
+        {
+            GrantAndMap(start, end, held);
+        }
+        catch (Exception ex) when (ex is MemoryAccessException or NotSupportedException)
+        {
+            // The mapping changed since we classified the page: the next launch faults again and classifies anew.
+        }
+    }
+
+    private static BatchResult Collect(DeviceBatch batch, Span<long> oldValues, long deviceFaults, long replays)
+    {
+        long completed = 0, notMapped = 0, denied = 0;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var state = Volatile.Read(ref batch.States[i]);
+            switch (state)
+            {
+                case OpState.Done:
+                    completed++;
+                    break;
+                case OpState.NotMapped:
+                    notMapped++;
+                    break;
+                case OpState.PermissionDenied:
+                    denied++;
+                    break;
+                default:
+                    Debug.Fail($"op {i} left in state {state}");
+                    break;
+            }
+
+            if (!oldValues.IsEmpty)
+            {
+                oldValues[i] = state == OpState.Done ? batch.OldValues[i] : 0;
+            }
+        }
+
+        return new BatchResult(completed, notMapped, denied, deviceFaults, replays);
+    }
+
+    private void ThrowIfDisposed()
+    {
+        ObjectDisposedException.ThrowIf(_device.IsDisposed, _device);
+        ObjectDisposedException.ThrowIf(Space.IsDisposed, Space);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
+    }
+
+    private void ThrowIfDisposedLocked() => ThrowIfDisposed();
+
+    /// <summary>The mirror's notifier over the whole space.</summary>
+    private sealed class MirrorNotifier(DeviceMirror mirror) : MmuIntervalNotifier
+    {
+        // Our own grant's Exclusive events must not bump our sequence or stop our kernel: that would livelock the grant.
+        protected override bool Ignores(in NotifierRange range) =>
+            range.Event == NotifierEvent.Exclusive && ReferenceEquals(range.Owner, mirror._device);
+
+        protected override void Invalidate(in NotifierRange range) => mirror.Invalidate(range);
+    }
+
+    /// <summary>A temporary notifier over a range being granted or faulted in: only its sequence matters.</summary>
+    private sealed class GrantInterval(ExclusiveDevice device) : MmuIntervalNotifier
+    {
+        protected override bool Ignores(in NotifierRange range) =>
+            range.Event == NotifierEvent.Exclusive && ReferenceEquals(range.Owner, device);
+
+        protected override void Invalidate(in NotifierRange range)
+        {
+        }
+    }
+}

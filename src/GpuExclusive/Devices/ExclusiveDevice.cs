@@ -1,0 +1,260 @@
+using GpuExclusive.Devices;
+using GpuExclusive.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace GpuExclusive;
+
+/// <summary>
+/// One ILGPU accelerator able to take pages of host memory exclusively and run atomics on them zero-copy (CUDA, or
+/// ILGPU's CPU accelerator; OpenCL is refused because ILGPU cannot give it a zero-copy view of the pool). Named so as
+/// not to clash with <c>ILGPU.Runtime.Device</c>.
+/// </summary>
+/// <remarks>
+/// The device runs one kernel at a time (a persistent grid-stride kernel sized to the device); invalidation callbacks
+/// stop it cooperatively. All members are thread-safe. Disposing the device stops a running batch (its
+/// <see cref="DeviceMirror.Run"/> throws <see cref="ObjectDisposedException"/>) and disposes its mirrors.
+/// </remarks>
+public sealed class ExclusiveDevice : IDisposable
+{
+    private readonly Context _context;
+    private readonly Accelerator _accelerator;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly HostMappedArray<int> _control;
+    private readonly Action<KernelConfig, ArrayView<DeviceOp>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<int>, ArrayView<int>> _kernel;
+    private readonly KernelConfig _grid;
+
+    // Guards _pools, _mirrors and _disposed transitions.
+    private readonly Lock _lock = new();
+    private readonly Dictionary<PagePool, MemoryBuffer> _pools = [];
+    private readonly List<DeviceMirror> _mirrors = [];
+    private volatile bool _disposed;
+
+    private ExclusiveDevice(Context context, Accelerator accelerator, AcceleratorKind kind, string reason, ILoggerFactory loggerFactory)
+    {
+        _context = context;
+        _accelerator = accelerator;
+        _loggerFactory = loggerFactory;
+        Kind = kind;
+        Name = accelerator.Name;
+        Binder = ZeroCopyBinder.For(accelerator);
+        _control = new HostMappedArray<int>(Binder, ControlBlock.Length);
+        Executor = new DeviceExecutor(stop => Volatile.Write(ref _control[ControlBlock.Stop], stop ? 1 : 0));
+        _kernel = accelerator.LoadStreamKernel<ArrayView<DeviceOp>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<int>, ArrayView<int>>(AtomicBatchKernel.Apply);
+        var groupSize = Math.Min(accelerator.MaxNumThreadsPerGroup, kind == AcceleratorKind.Cuda ? 256 : accelerator.MaxNumThreadsPerGroup);
+        var groups = Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize) * accelerator.NumMultiprocessors;
+        _grid = new KernelConfig(groups, groupSize);
+        GridThreads = groups * groupSize;
+        DeviceLog.Opened(loggerFactory.CreateLogger<ExclusiveDevice>(), kind, Name, groups, groupSize, reason);
+    }
+
+    /// <summary>The backend really created (ILGPU would silently fall back to the CPU; this never does).</summary>
+    public AcceleratorKind Kind { get; }
+
+    /// <summary>The device name ILGPU reports.</summary>
+    public string Name { get; }
+
+    /// <summary>Threads in the persistent kernel grid.</summary>
+    public int GridThreads { get; }
+
+    internal DeviceExecutor Executor { get; }
+
+    internal ZeroCopyBinder Binder { get; }
+
+    internal ILoggerFactory LoggerFactory => _loggerFactory;
+
+    internal bool IsDisposed => _disposed;
+
+    /// <summary>Opens the accelerator of <paramref name="kind"/>; <see cref="AcceleratorKind.Auto"/> prefers a CUDA GPU, else the CPU accelerator.</summary>
+    /// <exception cref="NotSupportedException">The requested kind is not present, or cannot work zero-copy (OpenCL).</exception>
+    public static ExclusiveDevice Open(AcceleratorKind kind = AcceleratorKind.Auto, ILoggerFactory? loggerFactory = null)
+    {
+        if (!Enum.IsDefined(kind))
+        {
+            throw new ArgumentException($"accelerator kind {(int)kind} is not Auto, Cpu, Cuda or OpenCL", nameof(kind));
+        }
+
+        loggerFactory ??= NullLoggerFactory.Instance;
+        // A CPU device sized to the machine: ILGPU's default 16 worker threads spin against each other on small
+        // machines and stop latency becomes scheduling latency.
+        var cores = Environment.ProcessorCount;
+        var cpu = new CPUDevice(numThreadsPerWarp: 2, numWarpsPerMultiprocessor: 1, numMultiprocessors: Math.Max(1, cores / 2));
+        var context = Context.Create(builder =>
+        {
+            builder.CPU(cpu);
+            if (kind is AcceleratorKind.Auto or AcceleratorKind.Cuda)
+            {
+                builder.Cuda();
+            }
+
+            if (kind is AcceleratorKind.OpenCL)
+            {
+                builder.OpenCL();
+            }
+        });
+
+        try
+        {
+            Accelerator accelerator;
+            string reason;
+            switch (kind)
+            {
+                case AcceleratorKind.Cuda:
+                case AcceleratorKind.Auto when context.GetCudaDevices().Count > 0:
+                    if (context.GetCudaDevices().Count == 0)
+                    {
+                        throw new NotSupportedException("CUDA was requested but ILGPU finds no CUDA device (no NVIDIA GPU or driver on this machine); use Cpu or Auto");
+                    }
+
+                    accelerator = context.CreateCudaAccelerator(0);
+                    reason = kind == AcceleratorKind.Auto ? "Auto prefers a CUDA GPU" : "CUDA requested";
+                    break;
+                case AcceleratorKind.OpenCL:
+                    var usable = context.GetCLDevices().Count;
+                    throw new NotSupportedException(usable == 0
+                        ? "OpenCL was requested but ILGPU accepts no OpenCL device here (none present, or none with generic address space support)"
+                        : "OpenCL was requested, but ILGPU's OpenCL backend cannot map the host page pool zero-copy, and GpuExclusive does not copy pages behind your back; use Cuda or Cpu");
+                default:
+                    accelerator = context.CreateCPUAccelerator(0);
+                    reason = kind == AcceleratorKind.Auto ? "Auto found no CUDA GPU; using ILGPU's CPU accelerator" : "CPU accelerator requested";
+                    break;
+            }
+
+            var actual = accelerator.AcceleratorType switch
+            {
+                AcceleratorType.Cuda => AcceleratorKind.Cuda,
+                AcceleratorType.CPU => AcceleratorKind.Cpu,
+                _ => AcceleratorKind.OpenCL,
+            };
+            if (kind != AcceleratorKind.Auto && actual != kind)
+            {
+                accelerator.Dispose();
+                throw new NotSupportedException($"{kind} was requested but ILGPU created a {accelerator.AcceleratorType} accelerator");
+            }
+
+            try
+            {
+                return new ExclusiveDevice(context, accelerator, actual, reason, loggerFactory);
+            }
+            catch
+            {
+                accelerator.Dispose();
+                throw;
+            }
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates the mirror through which this device accesses <paramref name="space"/>.</summary>
+    /// <exception cref="InvalidOperationException">This device already mirrors the space.</exception>
+    public DeviceMirror Mirror(AddressSpace space)
+    {
+        ArgumentNullException.ThrowIfNull(space);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(space.IsDisposed, space);
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_mirrors.Any(m => ReferenceEquals(m.Space, space) && !m.IsDisposed))
+            {
+                throw new InvalidOperationException("this device already has a mirror of that address space");
+            }
+
+            var mirror = new DeviceMirror(this, space, PoolViewLocked(space.Pool));
+            _mirrors.Add(mirror);
+            return mirror;
+        }
+    }
+
+    /// <summary>Allocates an array that host and kernels share zero-copy.</summary>
+    internal HostMappedArray<T> AllocateShared<T>(long length)
+        where T : unmanaged => new(Binder, length);
+
+    /// <summary>Runs one launch of the atomic batch kernel (through the executor: one kernel at a time, stoppable).</summary>
+    internal void LaunchBatch(DeviceBatch batch, DeviceMirror mirror)
+    {
+        Executor.Launch(() =>
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ObjectDisposedException.ThrowIf(mirror.IsDisposed, mirror);
+            Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
+            // Read the table inside the launch: it is only swapped while the executor is quiesced.
+            var bytes = mirror.PoolBuffer.AsRawArrayView();
+            _kernel(_grid, batch.Ops.View, batch.States.View, batch.OldValues.View, mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View);
+            _accelerator.Synchronize();
+            batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
+        });
+    }
+
+    internal void Forget(DeviceMirror mirror)
+    {
+        lock (_lock)
+        {
+            _mirrors.Remove(mirror);
+        }
+    }
+
+    /// <summary>Stops any running kernel, disposes the mirrors, and releases the accelerator.</summary>
+    public void Dispose()
+    {
+        List<DeviceMirror> mirrors;
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            mirrors = [.. _mirrors];
+        }
+
+        // Stop a running batch: its Run sees the device disposed and throws.
+        Executor.Quiesce();
+        try
+        {
+            foreach (var mirror in mirrors)
+            {
+                mirror.Dispose();
+            }
+
+            lock (_lock)
+            {
+                foreach (var binding in _pools.Values)
+                {
+                    binding.Dispose();
+                }
+
+                _pools.Clear();
+            }
+
+            _control.Dispose();
+            _accelerator.Dispose();
+            _context.Dispose();
+        }
+        finally
+        {
+            Executor.Resume();
+        }
+    }
+
+    private unsafe MemoryBuffer PoolViewLocked(PagePool pool)
+    {
+        if (!_pools.TryGetValue(pool, out var binding))
+        {
+            binding = Binder.Bind((IntPtr)pool.Base, pool.Capacity * PagePool.PageSize);
+            _pools[pool] = binding;
+        }
+
+        return binding;
+    }
+}
