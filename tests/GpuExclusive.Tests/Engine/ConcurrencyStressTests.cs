@@ -283,4 +283,92 @@ public sealed class ConcurrencyStressTests : EngineTest
         DisposeSpace(parent);
         Assert.Equal(Pool.Capacity, Pool.FreePages);
     }
+
+    /// <summary>
+    /// Software TLB shootdown (DESIGN §2): once Fork has returned, no store that translated through the parent's
+    /// old writable PTE may still land in the frame the child now shares, so the child's snapshot never changes.
+    /// </summary>
+    [Fact]
+    public void ForkedChildSnapshot_NeverChanges_AfterForkReturns()
+    {
+        var space = NewSpace();
+        var a = space.Map(2 * Page, Protection.ReadWrite);
+        var clock = Stopwatch.StartNew();
+        using var stop = new ManualResetEventSlim();
+        long checks = 0;
+
+        Action Writer(ulong offset) => () =>
+        {
+            var value = 0L;
+            while (!stop.IsSet)
+                space.Write(a + offset, ++value);
+        };
+
+        RunTogether(Writer(8), Writer(Page + 16), () =>
+        {
+            try
+            {
+                while (clock.Elapsed < Budget)
+                {
+                    using var child = space.Fork();
+                    var first = (child.Read<long>(a + 8), child.Read<long>(a + Page + 16));
+                    Thread.SpinWait(2000);
+                    var second = (child.Read<long>(a + 8), child.Read<long>(a + Page + 16));
+                    Assert.Equal(first, second);
+                    checks++;
+                }
+            }
+            finally
+            {
+                stop.Set();
+            }
+        });
+
+        Assert.True(checks > 0);
+        AssertInvariants();
+    }
+
+    /// <summary>Software TLB shootdown: once Protect(read-only) has returned, no in-flight store may still change the page.</summary>
+    [Fact]
+    public void Value_NeverChanges_AfterProtectReadOnlyReturns()
+    {
+        var space = NewSpace();
+        var a = space.Map(Page, Protection.ReadWrite);
+        var clock = Stopwatch.StartNew();
+        using var stop = new ManualResetEventSlim();
+        long checks = 0;
+
+        Action Writer(ulong offset) => () =>
+        {
+            while (!stop.IsSet)
+            {
+                try { space.AtomicAdd(a + offset, 1); }
+                catch (MemoryAccessException) { }
+            }
+        };
+
+        RunTogether(Writer(0), Writer(64), () =>
+        {
+            try
+            {
+                while (clock.Elapsed < Budget)
+                {
+                    space.Protect(a, Page, Protection.Read);
+                    var first = (space.Read<int>(a), space.Read<int>(a + 64));
+                    Thread.SpinWait(2000);
+                    var second = (space.Read<int>(a), space.Read<int>(a + 64));
+                    Assert.Equal(first, second);
+                    space.Protect(a, Page, Protection.ReadWrite);
+                    checks++;
+                }
+            }
+            finally
+            {
+                stop.Set();
+            }
+        });
+
+        Assert.True(checks > 0);
+        AssertInvariants();
+    }
 }
