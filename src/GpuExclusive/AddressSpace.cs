@@ -1,26 +1,617 @@
+using System.Diagnostics;
+using GpuExclusive.Diagnostics;
+using GpuExclusive.Memory;
+using GpuExclusive.Notifiers;
+using GpuExclusive.Paging;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace GpuExclusive;
 
-/// <summary>A virtual address space over a <see cref="PagePool"/>: VMAs, a page table, MMU notifiers (the engine's <c>mm_struct</c>).</summary>
-public sealed class AddressSpace : IDisposable
+/// <summary>
+/// A virtual address space over a <see cref="PagePool"/> (the engine's <c>mm_struct</c>): areas (VMAs), a 4-level
+/// page table, MMU notifiers, and CPU access through a software MMU with demand-zero, copy-on-write and
+/// device-exclusive revocation.
+/// </summary>
+/// <remarks>
+/// All members are thread-safe. Lock order, outermost first: the mmap lock → a frame's page lock → a page-table
+/// leaf lock → a reverse-map stripe. Notifier callbacks run with the mmap lock held (read for faults, write for
+/// everything else) and never with a leaf lock. CPU accesses on present pages take no lock at all; writers that
+/// narrow a PTE wait for them with a software TLB shootdown (<see cref="TlbShootdown"/>).
+/// </remarks>
+public sealed partial class AddressSpace : IDisposable
 {
-    public AddressSpace(PagePool pool, ILoggerFactory? loggerFactory = null) => throw new NotImplementedException();
-    public ulong Map(ulong length, Protection protection, Sharing sharing = Sharing.Private) => throw new NotImplementedException();
-    public void Unmap(ulong address, ulong length) => throw new NotImplementedException();
-    public void Protect(ulong address, ulong length, Protection protection) => throw new NotImplementedException();
-    public void Lock(ulong address, ulong length) => throw new NotImplementedException();
-    public void Unlock(ulong address, ulong length) => throw new NotImplementedException();
-    public void Discard(ulong address, ulong length) => throw new NotImplementedException();
-    public AddressSpace Fork() => throw new NotImplementedException();
-    public void ClearSoftDirty() => throw new NotImplementedException();
-    public T Read<T>(ulong address) where T : unmanaged => throw new NotImplementedException();
-    public void Write<T>(ulong address, T value) where T : unmanaged => throw new NotImplementedException();
-    public void Read(ulong address, Span<byte> destination) => throw new NotImplementedException();
-    public void Write(ulong address, ReadOnlySpan<byte> source) => throw new NotImplementedException();
-    public int AtomicAdd(ulong address, int value) => throw new NotImplementedException();
-    public PageInfo Inspect(ulong address) => throw new NotImplementedException();
-    public IDisposable RegisterNotifier(MmuNotifier notifier) => throw new NotImplementedException();
-    public IDisposable InsertIntervalNotifier(MmuIntervalNotifier notifier, ulong address, ulong length) => throw new NotImplementedException();
-    public void Dispose() => throw new NotImplementedException();
+    /// <summary>Where <see cref="Map"/> starts looking for free space (256 MiB, leaving low addresses unmapped).</summary>
+    private const ulong FirstMapAddress = 0x1000_0000;
+
+    private static int s_nextId;
+
+    private readonly PagePool _pool;
+    private readonly ILoggerFactory? _loggerFactory;
+    private readonly ILogger _logger;
+
+    // The mmap lock (Linux mmap_lock): held for writing to change _areas or walk many PTEs (map, unmap, protect,
+    // fork, …), for reading by faults and Inspect. Guards _areas, _nextMapAddress and the VMAs' fields.
+    private readonly ReaderWriterLockSlim _mmapLock = new(LockRecursionPolicy.NoRecursion);
+    private readonly VmaList _areas = new();
+    private ulong _nextMapAddress = FirstMapAddress;
+
+    private readonly PageTable _pageTable = new();
+    private readonly NotifierList _notifiers = new();
+    private volatile bool _disposed;
+
+    /// <summary>Creates an empty address space drawing frames from <paramref name="pool"/>.</summary>
+    public AddressSpace(PagePool pool, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        _pool = pool;
+        _loggerFactory = loggerFactory;
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<AddressSpace>();
+        Id = Interlocked.Increment(ref s_nextId);
+        if (Id >= 1 << 27)
+        {
+            throw new InvalidOperationException("too many address spaces created in this process (reverse-map ids exhausted)");
+        }
+
+        pool.Register(this);
+    }
+
+    /// <summary>The pool this space draws frames from.</summary>
+    public PagePool Pool => _pool;
+
+    /// <summary>A process-unique id (used by the reverse map and in logs).</summary>
+    internal int Id { get; }
+
+    internal PageTable PageTable => _pageTable;
+
+    internal bool IsDisposed => _disposed;
+
+    /// <summary>Maps <paramref name="length"/> bytes of anonymous memory and returns its page-aligned address (<c>mmap</c>).</summary>
+    /// <exception cref="ArgumentException">The length is zero or not whole pages, or the protection is not valid.</exception>
+    /// <exception cref="InsufficientMemoryException">No free virtual range is large enough.</exception>
+    public ulong Map(ulong length, Protection protection, Sharing sharing = Sharing.Private)
+    {
+        AddressRange.ValidateLength(length);
+        AddressRange.ValidateProtection(protection);
+        if (sharing is not (Sharing.Private or Sharing.Shared))
+        {
+            throw new ArgumentException($"sharing {(int)sharing} is not Private or Shared", nameof(sharing));
+        }
+
+        _mmapLock.EnterWriteLock();
+        try
+        {
+            ThrowIfDisposed();
+            var start = _areas.FindFreeRange(_nextMapAddress, length, PageTable.AddressLimit)
+                ?? _areas.FindFreeRange(FirstMapAddress, length, PageTable.AddressLimit)
+                ?? throw new InsufficientMemoryException($"no free virtual range of 0x{length:x} bytes left in the address space");
+            var pages = (long)(length >> PagePool.PageShift);
+            var sharedObject = sharing == Sharing.Shared ? new SharedMemoryObject(_pool, pages) : null;
+            _areas.Insert(new Vma(start, start + length, protection, sharing, sharedObject, 0));
+            _nextMapAddress = start + length + PagePool.PageSize;
+            Log.Mapped(_logger, Id, start, start + length, protection, sharing);
+            return start;
+        }
+        finally
+        {
+            _mmapLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>Unmaps every page in the range (<c>munmap</c>); parts of it that are not mapped are skipped, as Linux does.</summary>
+    /// <exception cref="ArgumentException">Misaligned address, length not whole pages, zero, or overflowing.</exception>
+    public void Unmap(ulong address, ulong length)
+    {
+        var end = AddressRange.Validate(address, length);
+        _mmapLock.EnterWriteLock();
+        try
+        {
+            ThrowIfDisposed();
+            var overlapping = _areas.Overlapping(address, end);
+            if (overlapping.Count == 0)
+            {
+                return;
+            }
+
+            using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Unmap)))
+            {
+                _areas.SplitAt(address);
+                _areas.SplitAt(end);
+                var released = ZapRangeLocked(address, end);
+                foreach (var area in _areas.Overlapping(address, end))
+                {
+                    _areas.Remove(area);
+                    area.SharedObject?.RemoveUser();
+                }
+
+                Log.Unmapped(_logger, Id, address, end, released);
+            }
+        }
+        finally
+        {
+            _mmapLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>Changes the protection of every page in the range (<c>mprotect</c>), splitting areas at its ends.</summary>
+    /// <exception cref="ArgumentException">Bad range, bad protection, or part of the range is not mapped (nothing changed).</exception>
+    public void Protect(ulong address, ulong length, Protection protection)
+    {
+        var end = AddressRange.Validate(address, length);
+        AddressRange.ValidateProtection(protection);
+        _mmapLock.EnterWriteLock();
+        try
+        {
+            ThrowIfDisposed();
+            ThrowIfNotFullyMappedLocked(address, end);
+            using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Protection)))
+            {
+                _areas.SplitAt(address);
+                _areas.SplitAt(end);
+                foreach (var area in _areas.Overlapping(address, end))
+                {
+                    area.Protection = protection;
+                }
+
+                // Narrow present PTEs now; widening is left to the write fault, which knows whether COW is needed.
+                var state = new ProtectState(protection);
+                _pageTable.ForEachLeaf(address, end, ref state, static (PageTableLeaf leaf, int first, int last, ref ProtectState s) =>
+                {
+                    lock (leaf.Lock)
+                    {
+                        for (var i = first; i <= last; i++)
+                        {
+                            ref var entry = ref leaf.Entries[i];
+                            while (true)
+                            {
+                                var pte = Volatile.Read(ref entry);
+                                if (!Pte.IsPresent(pte))
+                                {
+                                    break;
+                                }
+
+                                var updated = s.Protection == Protection.None ? (pte | Pte.ProtNone) & ~Pte.Write : pte & ~Pte.ProtNone;
+                                if ((s.Protection & Protection.Write) == 0)
+                                {
+                                    updated &= ~Pte.Write;
+                                }
+
+                                if (updated == pte || Interlocked.CompareExchange(ref entry, updated, pte) == pte)
+                                {
+                                    s.Narrowed |= updated != pte;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+
+                if (state.Narrowed)
+                {
+                    TlbShootdown.Flush();
+                }
+            }
+        }
+        finally
+        {
+            _mmapLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>
+    /// mlocks the range (<c>mlock</c>): every readable page is faulted in now and its frame marked mlocked. Either the
+    /// whole range is populated or, when the pool cannot hold it, nothing changes.
+    /// </summary>
+    /// <exception cref="ArgumentException">Bad range, or part of it is not mapped.</exception>
+    /// <exception cref="InsufficientMemoryException">The pool has too few free frames to populate the range.</exception>
+    public void Lock(ulong address, ulong length)
+    {
+        var end = AddressRange.Validate(address, length);
+        _mmapLock.EnterWriteLock();
+        try
+        {
+            ThrowIfDisposed();
+            ThrowIfNotFullyMappedLocked(address, end);
+            var needed = CountFramesToPopulateLocked(address, end);
+            if (needed > 0 && !_pool.TryReserve(needed))
+            {
+                throw new InsufficientMemoryException($"mlock of [0x{address:x}, 0x{end:x}) needs {needed} free frames; the pool has {_pool.FreePages}");
+            }
+
+            _areas.SplitAt(address);
+            _areas.SplitAt(end);
+            var reserved = needed;
+            foreach (var area in _areas.Overlapping(address, end))
+            {
+                area.Locked = true;
+                if (!area.IsReadable)
+                {
+                    continue;
+                }
+
+                for (var page = area.Start; page < area.End; page += PagePool.PageSize)
+                {
+                    var leaf = _pageTable.GetOrCreateLeaf(page);
+                    var pte = Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]);
+                    if (Pte.IsNone(pte))
+                    {
+                        var usesFrame = area.IsPrivate || !area.SharedObject!.Has(area.ObjectPageOf(page));
+                        DemandFaultLocked(area, leaf, page, isWrite: false, fromReservation: usesFrame);
+                        reserved -= usesFrame ? 1 : 0;
+                    }
+                }
+            }
+
+            Debug.Assert(reserved == 0, "mlock populated a different number of pages than it reserved");
+            SetMlockedLocked(address, end, true);
+        }
+        finally
+        {
+            _mmapLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>munlocks the range (<c>munlock</c>).</summary>
+    /// <exception cref="ArgumentException">Bad range, or part of it is not mapped.</exception>
+    public void Unlock(ulong address, ulong length)
+    {
+        var end = AddressRange.Validate(address, length);
+        _mmapLock.EnterWriteLock();
+        try
+        {
+            ThrowIfDisposed();
+            ThrowIfNotFullyMappedLocked(address, end);
+            _areas.SplitAt(address);
+            _areas.SplitAt(end);
+            foreach (var area in _areas.Overlapping(address, end))
+            {
+                area.Locked = false;
+            }
+
+            SetMlockedLocked(address, end, false);
+        }
+        finally
+        {
+            _mmapLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>
+    /// Drops the pages of the range (<c>MADV_DONTNEED</c>): private pages read as zero afterwards and their frames go
+    /// back to the pool; shared pages keep their contents in the shared object and are only unmapped from this space.
+    /// </summary>
+    /// <exception cref="ArgumentException">Bad range, or part of it is not mapped.</exception>
+    /// <exception cref="InvalidOperationException">Part of the range is mlocked (Linux: EINVAL); nothing changed.</exception>
+    public void Discard(ulong address, ulong length)
+    {
+        var end = AddressRange.Validate(address, length);
+        _mmapLock.EnterWriteLock();
+        try
+        {
+            ThrowIfDisposed();
+            ThrowIfNotFullyMappedLocked(address, end);
+            var locked = _areas.Overlapping(address, end).FirstOrDefault(static a => a.Locked);
+            if (locked is not null)
+            {
+                throw new InvalidOperationException($"cannot discard [0x{address:x}, 0x{end:x}): the area {locked} is mlocked");
+            }
+
+            using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Clear)))
+            {
+                ZapRangeLocked(address, end);
+            }
+        }
+        finally
+        {
+            _mmapLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>
+    /// Clears the soft-dirty bits of the whole space (<c>echo 4 &gt; /proc/pid/clear_refs</c>): present pages become
+    /// write-protected so the next write faults and marks them soft-dirty again.
+    /// </summary>
+    public void ClearSoftDirty()
+    {
+        _mmapLock.EnterWriteLock();
+        try
+        {
+            ThrowIfDisposed();
+            var narrowed = false;
+            var scopes = new List<NotifierList.Scope>();
+            try
+            {
+                foreach (var area in _areas.Areas)
+                {
+                    scopes.Add(_notifiers.Start(new NotifierRange(area.Start, area.End, NotifierEvent.SoftDirty)));
+                    area.SoftDirty = false;
+                    _pageTable.ForEachLeaf(area.Start, area.End, ref narrowed, static (PageTableLeaf leaf, int first, int last, ref bool narrowedAny) =>
+                    {
+                        lock (leaf.Lock)
+                        {
+                            for (var i = first; i <= last; i++)
+                            {
+                                ref var entry = ref leaf.Entries[i];
+                                while (true)
+                                {
+                                    var pte = Volatile.Read(ref entry);
+                                    if (Pte.IsNone(pte))
+                                    {
+                                        break;
+                                    }
+
+                                    var updated = pte & ~(Pte.SoftDirty | Pte.Write);
+                                    if (updated == pte || Interlocked.CompareExchange(ref entry, updated, pte) == pte)
+                                    {
+                                        narrowedAny |= Pte.Has(pte, Pte.Write);
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+
+                if (narrowed)
+                {
+                    TlbShootdown.Flush();
+                }
+            }
+            finally
+            {
+                foreach (var scope in scopes)
+                {
+                    scope.Dispose();
+                }
+            }
+        }
+        finally
+        {
+            _mmapLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>What the page table and the frame say about the page containing <paramref name="address"/>.</summary>
+    public PageInfo Inspect(ulong address)
+    {
+        _mmapLock.EnterReadLock();
+        try
+        {
+            ThrowIfDisposed();
+            return InspectLocked(address);
+        }
+        finally
+        {
+            _mmapLock.ExitReadLock();
+        }
+    }
+
+    /// <summary>Registers a notifier for every invalidation of this space; dispose the result to unregister.</summary>
+    public IDisposable RegisterNotifier(MmuNotifier notifier)
+    {
+        ArgumentNullException.ThrowIfNull(notifier);
+        ThrowIfDisposed();
+        _notifiers.Add(notifier);
+        return new Registration(() => _notifiers.Remove(notifier));
+    }
+
+    /// <summary>Inserts an interval notifier for <c>[address, address + length)</c>; dispose the result to remove it.</summary>
+    public IDisposable InsertIntervalNotifier(MmuIntervalNotifier notifier, ulong address, ulong length)
+    {
+        ArgumentNullException.ThrowIfNull(notifier);
+        var end = AddressRange.Validate(address, length);
+        ThrowIfDisposed();
+        notifier.Start = address;
+        notifier.End = end;
+        _notifiers.Add(notifier);
+        return new Registration(() => _notifiers.Remove(notifier));
+    }
+
+    /// <summary>
+    /// Tears the space down (<c>exit_mmap</c>): fires <see cref="NotifierEvent.Release"/>, unmaps everything and returns
+    /// every frame this space alone referenced to the pool.
+    /// </summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _mmapLock.EnterWriteLock();
+        try
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            var released = 0;
+            using (_notifiers.Start(new NotifierRange(0, PageTable.AddressLimit, NotifierEvent.Release)))
+            {
+                foreach (var area in _areas.Areas)
+                {
+                    released += ZapRangeLocked(area.Start, area.End);
+                    area.SharedObject?.RemoveUser();
+                }
+
+                _areas.Clear();
+                _disposed = true;
+            }
+
+            _pool.Unregister(this);
+            Log.SpaceDisposed(_logger, Id, released);
+        }
+        finally
+        {
+            _mmapLock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>
+    /// Clears every PTE in the range, waits out CPU accesses through them, then drops their mappings' references
+    /// (<c>zap_pte_range</c> + TLB flush + free). Caller holds the mmap lock for writing and has fired the notifier.
+    /// </summary>
+    /// <returns>The number of mappings dropped.</returns>
+    private int ZapRangeLocked(ulong start, ulong end)
+    {
+        var zapped = new List<(long Frame, ulong Address)>();
+        _pageTable.ForEachLeaf(start, end, ref zapped, static (PageTableLeaf leaf, int first, int last, ref List<(long Frame, ulong Address)> list) =>
+        {
+            lock (leaf.Lock)
+            {
+                for (var i = first; i <= last; i++)
+                {
+                    if (Volatile.Read(ref leaf.Entries[i]) == Pte.None)
+                    {
+                        continue;
+                    }
+
+                    var old = Interlocked.Exchange(ref leaf.Entries[i], Pte.None);
+                    list.Add((Pte.Frame(old), leaf.AddressOf(i)));
+                }
+            }
+        });
+
+        if (zapped.Count == 0)
+        {
+            return 0;
+        }
+
+        // Frames may be reused once the last reference goes: no access may still be writing through the old PTEs.
+        TlbShootdown.Flush();
+        foreach (var (frame, address) in zapped)
+        {
+            DropMapping(frame, address);
+        }
+
+        return zapped.Count;
+    }
+
+    /// <summary>Undoes one mapping of <paramref name="frame"/> at <paramref name="address"/>: rmap, map count, reference.</summary>
+    private void DropMapping(long frame, ulong address)
+    {
+        _pool.Rmap.Remove(frame, Id, address >> PagePool.PageShift);
+        var mapCount = Interlocked.Decrement(ref _pool.Meta(frame).MapCount);
+        Debug.Assert(mapCount >= 0, "map count below zero");
+        if (mapCount == 0)
+        {
+            _pool.ClearFlags(frame, FrameFlags.Mlocked);
+        }
+
+        _pool.Put(frame);
+    }
+
+    /// <summary>Adds one mapping of <paramref name="frame"/> at <paramref name="address"/>; the caller supplies the reference.</summary>
+    private void AddMapping(long frame, ulong address)
+    {
+        Interlocked.Increment(ref _pool.Meta(frame).MapCount);
+        _pool.Rmap.Add(frame, Id, address >> PagePool.PageShift);
+    }
+
+    private PageInfo InspectLocked(ulong address)
+    {
+        var area = _areas.Find(address);
+        if (area is null)
+        {
+            return new PageInfo(PageState.Unmapped, false, false, false, false, -1, 0, 0);
+        }
+
+        var leaf = _pageTable.FindLeaf(address);
+        var pte = leaf is null ? Pte.None : Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(address)]);
+        if (Pte.IsNone(pte))
+        {
+            return new PageInfo(PageState.NotPresent, false, false, false, area.SoftDirty, -1, 0, 0);
+        }
+
+        var frame = Pte.Frame(pte);
+        ref var meta = ref _pool.Meta(frame);
+        var mapCount = Volatile.Read(ref meta.MapCount);
+        var refCount = Volatile.Read(ref meta.RefCount);
+        var softDirty = Pte.Has(pte, Pte.SoftDirty) || area.SoftDirty;
+        if (Pte.IsDeviceExclusive(pte))
+        {
+            var frameDirty = (_pool.Flags(frame) & FrameFlags.Dirty) != 0;
+            return new PageInfo(PageState.DeviceExclusive, false, frameDirty, false, softDirty, frame, mapCount, refCount);
+        }
+
+        return new PageInfo(PageState.Present, Pte.IsWritable(pte), Pte.Has(pte, Pte.Dirty), Pte.Has(pte, Pte.Young), softDirty, frame, mapCount, refCount);
+    }
+
+    private void ThrowIfNotFullyMappedLocked(ulong start, ulong end)
+    {
+        var hole = _areas.FirstHole(start, end);
+        if (hole is { } at)
+        {
+            throw new ArgumentException($"range [0x{start:x}, 0x{end:x}) is not fully mapped: nothing is mapped at 0x{at:x}", "address");
+        }
+    }
+
+    private long CountFramesToPopulateLocked(ulong start, ulong end)
+    {
+        long needed = 0;
+        foreach (var area in _areas.Overlapping(start, end))
+        {
+            if (!area.IsReadable)
+            {
+                continue;
+            }
+
+            var from = Math.Max(start, area.Start);
+            var to = Math.Min(end, area.End);
+            for (var page = from; page < to; page += PagePool.PageSize)
+            {
+                var leaf = _pageTable.FindLeaf(page);
+                var present = leaf is not null && !Pte.IsNone(Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]));
+                if (!present && (area.IsPrivate || !area.SharedObject!.Has(area.ObjectPageOf(page))))
+                {
+                    needed++;
+                }
+            }
+        }
+
+        return needed;
+    }
+
+    private void SetMlockedLocked(ulong start, ulong end, bool mlocked)
+    {
+        _pageTable.ForEachLeaf(start, end, ref mlocked, (PageTableLeaf leaf, int first, int last, ref bool set) =>
+        {
+            lock (leaf.Lock)
+            {
+                for (var i = first; i <= last; i++)
+                {
+                    var pte = Volatile.Read(ref leaf.Entries[i]);
+                    if (Pte.IsNone(pte))
+                    {
+                        continue;
+                    }
+
+                    if (set)
+                    {
+                        _pool.SetFlags(Pte.Frame(pte), FrameFlags.Mlocked);
+                    }
+                    else
+                    {
+                        _pool.ClearFlags(Pte.Frame(pte), FrameFlags.Mlocked);
+                    }
+                }
+            }
+        });
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    private struct ProtectState(Protection protection)
+    {
+        public readonly Protection Protection = protection;
+        public bool Narrowed;
+    }
+
+    private sealed class Registration(Action remove) : IDisposable
+    {
+        private Action? _remove = remove;
+
+        public void Dispose() => Interlocked.Exchange(ref _remove, null)?.Invoke();
+    }
 }

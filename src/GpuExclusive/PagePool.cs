@@ -1,22 +1,281 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using GpuExclusive.Diagnostics;
+using GpuExclusive.Memory;
+using GpuExclusive.Native;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace GpuExclusive;
 
-/// <summary>Pinned, page-aligned host memory for a fixed number of 4096-byte frames: the engine's physical memory.</summary>
-public sealed class PagePool : IDisposable
+/// <summary>
+/// Pinned, page-aligned host memory for a fixed number of 4096-byte frames: the engine's physical memory.
+/// Every <see cref="AddressSpace"/> and device draws its frames from one pool.
+/// </summary>
+/// <remarks>
+/// On Linux the frames come from one anonymous <c>mmap</c>, <c>mlock</c>ed when the process may (otherwise a
+/// warning is logged and the pool works unpinned). Frames are zeroed when allocated, so a freed frame's contents
+/// never reach a new mapping. All members are thread-safe.
+/// </remarks>
+public sealed unsafe class PagePool : IDisposable
 {
     /// <summary>Bytes in a page and in a frame.</summary>
     public const int PageSize = 4096;
 
+    /// <summary>log2 of <see cref="PageSize"/>.</summary>
+    internal const int PageShift = 12;
+
+    private readonly ILogger _logger;
+    private readonly byte* _base;
+    private readonly bool _fromMmap;
+    private readonly bool _mlocked;
+    private readonly FrameMeta[] _meta;
+
+    // Free frames, used as a stack (guarded by _freeLock with _freeTop).
+    private readonly int[] _freeStack;
+    private readonly Lock _freeLock = new();
+    private int _freeTop;
+
+    // Frames that may still be allocated: free frames minus reservations. Changed only with Interlocked.
+    private long _available;
+
+    private readonly ConcurrentDictionary<int, AddressSpace> _spaces = new();
+    private int _disposed;
+
     /// <summary>Creates a pool of <paramref name="capacityPages"/> frames.</summary>
-    public PagePool(long capacityPages, ILoggerFactory? loggerFactory = null) => throw new NotImplementedException();
+    /// <param name="capacityPages">Frames in the pool, 1 to 2^31-1.</param>
+    /// <param name="loggerFactory">Where the pool logs; none by default.</param>
+    /// <param name="lockMemory">Try to <c>mlock</c> the pool so the frames stay resident (the default).</param>
+    /// <exception cref="ArgumentOutOfRangeException">The capacity is not positive or too large.</exception>
+    /// <exception cref="InsufficientMemoryException">The host could not provide the memory.</exception>
+    public PagePool(long capacityPages, ILoggerFactory? loggerFactory = null, bool lockMemory = true)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacityPages, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(capacityPages, int.MaxValue);
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<PagePool>();
+        Capacity = capacityPages;
+        var bytes = (nuint)capacityPages * PageSize;
+
+        if (LinuxMemory.IsSupported)
+        {
+            var address = LinuxMemory.Mmap(0, bytes, LinuxMemory.ProtRead | LinuxMemory.ProtWrite, LinuxMemory.MapPrivate | LinuxMemory.MapAnonymous, -1, 0);
+            if (address == LinuxMemory.MapFailed)
+            {
+                throw new InsufficientMemoryException($"mmap of a {capacityPages}-page pool ({bytes} bytes) failed with errno {Marshal.GetLastPInvokeError()}");
+            }
+
+            _base = (byte*)address;
+            _fromMmap = true;
+            if (lockMemory)
+            {
+                _mlocked = LinuxMemory.Mlock(address, bytes) == 0;
+                if (!_mlocked)
+                {
+                    Log.PoolMlockFailed(_logger, (long)bytes, Marshal.GetLastPInvokeError());
+                }
+            }
+        }
+        else
+        {
+            _base = (byte*)NativeMemory.AlignedAlloc(bytes, PageSize);
+            NativeMemory.Clear(_base, bytes);
+            Log.PoolNotPinned(_logger);
+        }
+
+        _meta = new FrameMeta[capacityPages];
+        _freeStack = new int[capacityPages];
+        // Lowest frame numbers on top, so a fresh pool hands out frames 0, 1, 2, ….
+        for (var i = 0; i < capacityPages; i++)
+        {
+            _freeStack[i] = (int)(capacityPages - 1 - i);
+        }
+
+        _freeTop = (int)capacityPages;
+        _available = capacityPages;
+        Rmap = new ReverseMap(_meta);
+        Log.PoolCreated(_logger, capacityPages, (long)bytes, (nint)_base, _mlocked);
+    }
 
     /// <summary>Frames in the pool.</summary>
-    public long Capacity => throw new NotImplementedException();
+    public long Capacity { get; }
 
     /// <summary>Frames free for allocation now.</summary>
-    public long FreePages => throw new NotImplementedException();
+    public long FreePages => Volatile.Read(ref _available);
 
-    /// <inheritdoc />
-    public void Dispose() => throw new NotImplementedException();
+    /// <summary>True when the pool memory is <c>mlock</c>ed.</summary>
+    public bool IsPinned => _mlocked;
+
+    /// <summary>Bytes of engine metadata per frame (frame metadata; the PTE is counted by the page table).</summary>
+    internal static int MetadataBytesPerFrame => Unsafe.SizeOf<FrameMeta>();
+
+    internal ReverseMap Rmap { get; }
+
+    /// <summary>The address of the pool's first byte (frame 0).</summary>
+    internal byte* Base => _base;
+
+    internal ICollection<AddressSpace> Spaces => _spaces.Values;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal byte* FrameAddress(long frame) => _base + (frame << PageShift);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref FrameMeta Meta(long frame) => ref _meta[frame];
+
+    internal FrameFlags Flags(long frame) => (FrameFlags)Volatile.Read(ref _meta[frame].Flags);
+
+    internal void SetFlags(long frame, FrameFlags flags) => Interlocked.Or(ref _meta[frame].Flags, (int)flags);
+
+    internal void ClearFlags(long frame, FrameFlags flags) => Interlocked.And(ref _meta[frame].Flags, ~(int)flags);
+
+    /// <summary>Allocates a zeroed frame holding one reference.</summary>
+    /// <exception cref="InsufficientMemoryException">No frame is free.</exception>
+    internal long Allocate()
+    {
+        if (!TryTakeAvailable(1))
+        {
+            throw new InsufficientMemoryException($"page pool exhausted: all {Capacity} frames are in use");
+        }
+
+        return PopZeroed();
+    }
+
+    /// <summary>Sets aside <paramref name="count"/> frames for <see cref="AllocateReserved"/>, or reserves nothing.</summary>
+    internal bool TryReserve(long count) => TryTakeAvailable(count);
+
+    /// <summary>Allocates one of the frames set aside by <see cref="TryReserve"/>.</summary>
+    internal long AllocateReserved() => PopZeroed();
+
+    /// <summary>Returns reserved frames that were not allocated.</summary>
+    internal void CancelReservation(long count) => Interlocked.Add(ref _available, count);
+
+    /// <summary>Takes one more reference to a frame already referenced by the caller (<c>folio_get</c>).</summary>
+    internal void Get(long frame)
+    {
+        var after = Interlocked.Increment(ref _meta[frame].RefCount);
+        Debug.Assert(after > 1, "Get on a free frame");
+    }
+
+    /// <summary>Takes a reference unless the frame is already free (<c>folio_try_get</c>).</summary>
+    internal bool TryGet(long frame)
+    {
+        ref var refCount = ref _meta[frame].RefCount;
+        var current = Volatile.Read(ref refCount);
+        while (current > 0)
+        {
+            var seen = Interlocked.CompareExchange(ref refCount, current + 1, current);
+            if (seen == current)
+            {
+                return true;
+            }
+
+            current = seen;
+        }
+
+        return false;
+    }
+
+    /// <summary>Drops a reference; the last one returns the frame to the pool (<c>folio_put</c>).</summary>
+    internal void Put(long frame)
+    {
+        ref var meta = ref _meta[frame];
+        var after = Interlocked.Decrement(ref meta.RefCount);
+        Debug.Assert(after >= 0, "Put below zero");
+        if (after != 0)
+        {
+            return;
+        }
+
+        Debug.Assert(meta.MapCount == 0, "frame freed while still mapped");
+        Debug.Assert(meta.Rmap == 0, "frame freed with reverse-map entries");
+        Debug.Assert(!FrameLock.IsLocked(ref meta.LockWord), "frame freed while locked");
+        Volatile.Write(ref meta.Flags, 0);
+        lock (_freeLock)
+        {
+            _freeStack[_freeTop++] = (int)frame;
+        }
+
+        Interlocked.Increment(ref _available);
+    }
+
+    internal void Register(AddressSpace space)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        _spaces[space.Id] = space;
+    }
+
+    internal void Unregister(AddressSpace space) => _spaces.TryRemove(space.Id, out _);
+
+    /// <summary>Frees the pool's memory.</summary>
+    /// <exception cref="InvalidOperationException">Address spaces still use the pool, or frames are still allocated.</exception>
+    public void Dispose()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        var live = _spaces.Count;
+        if (live > 0)
+        {
+            throw new InvalidOperationException($"page pool still used by {live} address space(s); dispose them before the pool");
+        }
+
+        var inUse = Capacity - FreePages;
+        if (inUse > 0)
+        {
+            throw new InvalidOperationException($"page pool still has {inUse} frame(s) in use; dispose their owners before the pool");
+        }
+
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        var bytes = (nuint)Capacity * PageSize;
+        if (_fromMmap)
+        {
+            LinuxMemory.Munmap((nint)_base, bytes);
+        }
+        else
+        {
+            NativeMemory.AlignedFree(_base);
+        }
+    }
+
+    private bool TryTakeAvailable(long count)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var current = Volatile.Read(ref _available);
+        while (current >= count)
+        {
+            var seen = Interlocked.CompareExchange(ref _available, current - count, current);
+            if (seen == current)
+            {
+                return true;
+            }
+
+            current = seen;
+        }
+
+        return false;
+    }
+
+    private long PopZeroed()
+    {
+        int frame;
+        lock (_freeLock)
+        {
+            Debug.Assert(_freeTop > 0, "available count and free stack disagree");
+            frame = _freeStack[--_freeTop];
+        }
+
+        ref var meta = ref _meta[frame];
+        Debug.Assert(meta.RefCount == 0 && meta.MapCount == 0, "allocated frame was not free");
+        NativeMemory.Clear(FrameAddress(frame), PageSize);
+        meta.Flags = 0;
+        Volatile.Write(ref meta.RefCount, 1);
+        return frame;
+    }
 }

@@ -1,10 +1,76 @@
 namespace GpuExclusive;
 
-/// <summary>An interval notifier with a sequence count (Linux <c>mmu_interval_notifier</c>).</summary>
+/// <summary>
+/// A notifier for one interval of an address space with a sequence count, in the style of Linux's
+/// <c>mmu_interval_notifier</c>: a driver samples <see cref="ReadBegin"/>, builds its device mapping, and under its
+/// own lock checks <see cref="ReadRetry"/> before publishing it; an overlapping invalidation that the notifier does
+/// not <see cref="Ignores">ignore</see> bumps the sequence before <see cref="Invalidate"/> runs.
+/// </summary>
+/// <remarks>Insert with <see cref="AddressSpace.InsertIntervalNotifier"/>. Callbacks run under the same conditions as <see cref="MmuNotifier"/>'s.</remarks>
 public abstract class MmuIntervalNotifier
 {
-    public long ReadBegin() => throw new NotImplementedException();
-    public bool ReadRetry(long sequence) => throw new NotImplementedException();
+    // Guards _sequence and _inProgress; waiters in ReadBegin park on it.
+    private readonly object _gate = new();
+    private long _sequence;
+    private int _inProgress;
+
+    /// <summary>Start of the interval (set when inserted).</summary>
+    public ulong Start { get; internal set; }
+
+    /// <summary>End of the interval, exclusive.</summary>
+    public ulong End { get; internal set; }
+
+    /// <summary>
+    /// Waits until no honoured invalidation is in progress and returns the sequence to pass to <see cref="ReadRetry"/>
+    /// (<c>mmu_interval_read_begin</c>). Never call it from this notifier's own callback.
+    /// </summary>
+    public long ReadBegin()
+    {
+        lock (_gate)
+        {
+            while (_inProgress > 0)
+            {
+                Monitor.Wait(_gate);
+            }
+
+            return _sequence;
+        }
+    }
+
+    /// <summary>True when an invalidation began since <paramref name="sequence"/> was read (<c>mmu_interval_read_retry</c>).</summary>
+    public bool ReadRetry(long sequence) => Volatile.Read(ref _sequence) != sequence;
+
+    /// <summary>
+    /// Return true for events this notifier must not react to — a device ignores the
+    /// <see cref="NotifierEvent.Exclusive"/> events its own grant causes, or its retry loop would livelock.
+    /// Must give the same answer for the same range every time.
+    /// </summary>
     protected virtual bool Ignores(in NotifierRange range) => false;
+
+    /// <summary>An overlapping range is about to change: stop device access to it before returning.</summary>
     protected abstract void Invalidate(in NotifierRange range);
+
+    internal bool IgnoresRange(in NotifierRange range) => Ignores(range);
+
+    internal void BeginInvalidation(in NotifierRange range)
+    {
+        lock (_gate)
+        {
+            _sequence++;
+            _inProgress++;
+        }
+
+        Invalidate(range);
+    }
+
+    internal void EndInvalidation()
+    {
+        lock (_gate)
+        {
+            if (--_inProgress == 0)
+            {
+                Monitor.PulseAll(_gate);
+            }
+        }
+    }
 }

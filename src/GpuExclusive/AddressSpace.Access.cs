@@ -1,0 +1,221 @@
+using System.Runtime.CompilerServices;
+using GpuExclusive.Paging;
+
+namespace GpuExclusive;
+
+// CPU access through the software MMU: translate, check permission, set accessed/dirty, touch the frame.
+public sealed partial class AddressSpace
+{
+    /// <summary>Reads a <typeparamref name="T"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
+    /// <exception cref="ArgumentException">The value would cross a page boundary.</exception>
+    /// <exception cref="MemoryAccessException">Unmapped or unreadable.</exception>
+    public unsafe T Read<T>(ulong address)
+        where T : unmanaged
+    {
+        ThrowIfCrossesPage(address, sizeof(T));
+        while (true)
+        {
+            ref var slot = ref TlbShootdown.Enter();
+            var pointer = TranslateInsideAccess(address, isWrite: false);
+            if (pointer != null)
+            {
+                var value = Unsafe.ReadUnaligned<T>(pointer);
+                TlbShootdown.Exit(ref slot);
+                return value;
+            }
+
+            TlbShootdown.Exit(ref slot);
+            HandleFault(address, isWrite: false);
+        }
+    }
+
+    /// <summary>Writes <paramref name="value"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
+    /// <exception cref="ArgumentException">The value would cross a page boundary.</exception>
+    /// <exception cref="MemoryAccessException">Unmapped or not writable; nothing was written.</exception>
+    public unsafe void Write<T>(ulong address, T value)
+        where T : unmanaged
+    {
+        ThrowIfCrossesPage(address, sizeof(T));
+        while (true)
+        {
+            ref var slot = ref TlbShootdown.Enter();
+            var pointer = TranslateInsideAccess(address, isWrite: true);
+            if (pointer != null)
+            {
+                Unsafe.WriteUnaligned(pointer, value);
+                TlbShootdown.Exit(ref slot);
+                return;
+            }
+
+            TlbShootdown.Exit(ref slot);
+            HandleFault(address, isWrite: true);
+        }
+    }
+
+    /// <summary>Atomically adds <paramref name="value"/> to the int at <paramref name="address"/> and returns the new value, like <see cref="Interlocked.Add(ref int, int)"/>.</summary>
+    /// <exception cref="ArgumentException">The address is not 4-byte aligned.</exception>
+    /// <exception cref="MemoryAccessException">Unmapped or not writable; nothing changed.</exception>
+    public unsafe int AtomicAdd(ulong address, int value)
+    {
+        if ((address & 3) != 0)
+        {
+            throw new ArgumentException($"AtomicAdd needs a 4-byte-aligned address; 0x{address:x} is not", nameof(address));
+        }
+
+        while (true)
+        {
+            ref var slot = ref TlbShootdown.Enter();
+            var pointer = TranslateInsideAccess(address, isWrite: true);
+            if (pointer != null)
+            {
+                var result = Interlocked.Add(ref Unsafe.AsRef<int>(pointer), value);
+                TlbShootdown.Exit(ref slot);
+                return result;
+            }
+
+            TlbShootdown.Exit(ref slot);
+            HandleFault(address, isWrite: true);
+        }
+    }
+
+    /// <summary>Copies bytes starting at <paramref name="address"/> into <paramref name="destination"/>; may cross pages.</summary>
+    /// <exception cref="MemoryAccessException">Some page is unmapped or unreadable; bytes of earlier pages may already be copied, the space is unchanged.</exception>
+    public unsafe void Read(ulong address, Span<byte> destination)
+    {
+        ThrowIfRangeOverflows(address, destination.Length);
+        var done = 0;
+        while (done < destination.Length)
+        {
+            var at = address + (ulong)done;
+            var chunk = (int)Math.Min((ulong)(destination.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
+            ref var slot = ref TlbShootdown.Enter();
+            var pointer = TranslateInsideAccess(at, isWrite: false);
+            if (pointer == null)
+            {
+                TlbShootdown.Exit(ref slot);
+                HandleFault(at, isWrite: false);
+                continue;
+            }
+
+            new ReadOnlySpan<byte>(pointer, chunk).CopyTo(destination.Slice(done, chunk));
+            TlbShootdown.Exit(ref slot);
+            done += chunk;
+        }
+    }
+
+    /// <summary>Copies <paramref name="source"/> to memory starting at <paramref name="address"/>; may cross pages.</summary>
+    /// <exception cref="MemoryAccessException">
+    /// Some page is unmapped or not writable. Every page is checked before anything is written, so a failed write
+    /// writes nothing (pages before the bad one may have been faulted in).
+    /// </exception>
+    public unsafe void Write(ulong address, ReadOnlySpan<byte> source)
+    {
+        ThrowIfRangeOverflows(address, source.Length);
+        if (source.IsEmpty)
+        {
+            return;
+        }
+
+        PreflightWrite(address, (ulong)source.Length);
+        var done = 0;
+        while (done < source.Length)
+        {
+            var at = address + (ulong)done;
+            var chunk = (int)Math.Min((ulong)(source.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
+            ref var slot = ref TlbShootdown.Enter();
+            var pointer = TranslateInsideAccess(at, isWrite: true);
+            if (pointer == null)
+            {
+                TlbShootdown.Exit(ref slot);
+                HandleFault(at, isWrite: true);
+                continue;
+            }
+
+            source.Slice(done, chunk).CopyTo(new Span<byte>(pointer, chunk));
+            TlbShootdown.Exit(ref slot);
+            done += chunk;
+        }
+    }
+
+    /// <summary>
+    /// The host pointer for <paramref name="address"/> when its PTE allows the access, after setting Young (and
+    /// Dirty|SoftDirty for writes) the way a hardware MMU would; null when the access must take the fault path.
+    /// Runs between <see cref="TlbShootdown.Enter"/> and <see cref="TlbShootdown.Exit"/>: never blocks.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private unsafe byte* TranslateInsideAccess(ulong address, bool isWrite)
+    {
+        var leaf = _pageTable.FindLeaf(address);
+        if (leaf is null)
+        {
+            return null;
+        }
+
+        ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(address)];
+        var accessed = isWrite ? Pte.Young | Pte.Dirty | Pte.SoftDirty : Pte.Young;
+        while (true)
+        {
+            var pte = Volatile.Read(ref entry);
+            if (!(isWrite ? Pte.IsWritable(pte) : Pte.IsReadable(pte)))
+            {
+                return null;
+            }
+
+            if ((pte & accessed) == accessed || Interlocked.CompareExchange(ref entry, pte | accessed, pte) == pte)
+            {
+                return _pool.FrameAddress(Pte.Frame(pte)) + (address & AddressRange.PageMask);
+            }
+        }
+    }
+
+    /// <summary>Checks every page of a span write for a mapping that allows it, so a refused write writes nothing.</summary>
+    private void PreflightWrite(ulong address, ulong length)
+    {
+        var first = address & ~AddressRange.PageMask;
+        var last = (address + length - 1) & ~AddressRange.PageMask;
+        if (first == last)
+        {
+            return;
+        }
+
+        _mmapLock.EnterReadLock();
+        try
+        {
+            ThrowIfDisposed();
+            for (var page = first; page <= last; page += PagePool.PageSize)
+            {
+                var area = _areas.Find(page);
+                var target = page == first ? address : page;
+                if (area is null)
+                {
+                    throw new MemoryAccessException(target, isWrite: true, "no mapping covers the address");
+                }
+
+                if (!area.IsWritable)
+                {
+                    throw new MemoryAccessException(target, isWrite: true, $"the mapping {area} is not writable");
+                }
+            }
+        }
+        finally
+        {
+            _mmapLock.ExitReadLock();
+        }
+    }
+
+    private static void ThrowIfCrossesPage(ulong address, int size)
+    {
+        if ((address & AddressRange.PageMask) + (ulong)size > PagePool.PageSize)
+        {
+            throw new ArgumentException($"a {size}-byte access at 0x{address:x} would cross a page boundary", nameof(address));
+        }
+    }
+
+    private static void ThrowIfRangeOverflows(ulong address, int length)
+    {
+        if ((ulong)length > ulong.MaxValue - address)
+        {
+            throw new ArgumentException($"{length} bytes at 0x{address:x} run past the end of the address space", nameof(address));
+        }
+    }
+}

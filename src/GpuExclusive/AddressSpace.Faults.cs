@@ -1,0 +1,298 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using GpuExclusive.Diagnostics;
+using GpuExclusive.Memory;
+using GpuExclusive.Paging;
+
+namespace GpuExclusive;
+
+// The CPU fault handler (Linux handle_mm_fault): demand-zero, copy-on-write, and device-exclusive restore.
+public sealed partial class AddressSpace
+{
+    /// <summary>Resolves a fault at <paramref name="address"/> so that the access can be retried, or throws.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void HandleFault(ulong address, bool isWrite)
+    {
+        Debug.Assert(!TlbShootdown.IsInsideAccess, "the fault path may block: it must run outside an access");
+        EngineMetrics.CpuFaults.Add(1);
+        _mmapLock.EnterReadLock();
+        try
+        {
+            ThrowIfDisposed();
+            var area = _areas.Find(address)
+                ?? throw new MemoryAccessException(address, isWrite, "no mapping covers the address");
+            if (isWrite ? !area.IsWritable : !area.IsReadable)
+            {
+                throw new MemoryAccessException(address, isWrite, $"the mapping {area} does not allow it");
+            }
+
+            HandleFaultLocked(area, address & ~AddressRange.PageMask, isWrite);
+        }
+        finally
+        {
+            _mmapLock.ExitReadLock();
+        }
+    }
+
+    /// <summary>One step of fault handling for an access the area allows. Caller holds the mmap lock (either mode).</summary>
+    private void HandleFaultLocked(Vma area, ulong page, bool isWrite)
+    {
+        var leaf = _pageTable.GetOrCreateLeaf(page);
+        var pte = Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]);
+        if (Pte.IsNone(pte))
+        {
+            DemandFaultLocked(area, leaf, page, isWrite, fromReservation: false);
+        }
+        else if (Pte.IsDeviceExclusive(pte))
+        {
+            RestoreDeviceExclusiveLocked(area, leaf, page, pte);
+        }
+        else if (isWrite && !Pte.IsWritable(pte))
+        {
+            WriteProtectFaultLocked(area, leaf, page, pte);
+        }
+
+        // Otherwise another thread resolved it already: retrying the access is all that is left.
+    }
+
+    /// <summary>First touch: map a zeroed private frame, or the shared object's frame (<c>do_anonymous_page</c>, <c>do_shared_fault</c>).</summary>
+    private void DemandFaultLocked(Vma area, PageTableLeaf leaf, ulong page, bool isWrite, bool fromReservation)
+    {
+        Log.Fault(_logger, Id, "demand", page, isWrite);
+        ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
+        var accessed = Pte.Young | (isWrite ? Pte.Dirty | Pte.SoftDirty : 0);
+        var writable = area.IsWritable ? Pte.Write : 0;
+        var mlocked = area.Locked ? FrameFlags.Mlocked : FrameFlags.None;
+        if (area.IsPrivate)
+        {
+            var frame = fromReservation ? _pool.AllocateReserved() : _pool.Allocate();
+            lock (leaf.Lock)
+            {
+                if (Volatile.Read(ref entry) == Pte.None)
+                {
+                    _pool.SetFlags(frame, FrameFlags.Anon | FrameFlags.AnonExclusive | mlocked);
+                    AddMapping(frame, page);
+                    Volatile.Write(ref entry, Pte.MakePresent(frame, accessed | writable));
+                    EngineMetrics.DemandZeroFaults.Add(1);
+                    return;
+                }
+            }
+
+            _pool.Put(frame); // another thread mapped the page first
+            return;
+        }
+
+        var shared = area.SharedObject!.GetOrAllocate(area.ObjectPageOf(page), fromReservation);
+        lock (leaf.Lock)
+        {
+            if (Volatile.Read(ref entry) == Pte.None)
+            {
+                _pool.Get(shared);
+                _pool.SetFlags(shared, mlocked);
+                AddMapping(shared, page);
+                Volatile.Write(ref entry, Pte.MakePresent(shared, accessed | writable));
+                EngineMetrics.DemandZeroFaults.Add(1);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A write to a present read-only PTE in a writable area (<c>do_wp_page</c>): shared pages and private frames this
+    /// space alone maps are made writable in place; private frames others still map are copied.
+    /// </summary>
+    private void WriteProtectFaultLocked(Vma area, PageTableLeaf leaf, ulong page, long pte)
+    {
+        var frame = Pte.Frame(pte);
+        if (!area.IsPrivate || CanReuseAnonFrame(frame))
+        {
+            Log.Fault(_logger, Id, "write-protect reuse", page, true);
+            if (MakeWritableIfUnchanged(leaf, page, frame))
+            {
+                EngineMetrics.CowReuses.Add(area.IsPrivate ? 1 : 0);
+            }
+
+            return;
+        }
+
+        CopyOnWriteLocked(area, leaf, page, frame);
+    }
+
+    /// <summary>
+    /// True when a private frame may be written in place: it is known exclusive, or — checked under its page lock —
+    /// this mapping is its only mapping and reference (<c>wp_can_reuse_anon_folio</c>). Marks it exclusive then.
+    /// </summary>
+    private bool CanReuseAnonFrame(long frame)
+    {
+        if ((_pool.Flags(frame) & FrameFlags.AnonExclusive) != 0)
+        {
+            return true;
+        }
+
+        // A transient reference keeps the frame ours while we wait for its lock even if a racing COW replaces our PTE.
+        if (!_pool.TryGet(frame))
+        {
+            return false;
+        }
+
+        ref var meta = ref _pool.Meta(frame);
+        FrameLock.Lock(ref meta.LockWord, frame);
+        try
+        {
+            // Our mapping's reference plus our transient one: nobody else can see the frame.
+            var alone = Volatile.Read(ref meta.MapCount) == 1 && Volatile.Read(ref meta.RefCount) == 2;
+            if (alone)
+            {
+                _pool.SetFlags(frame, FrameFlags.AnonExclusive);
+            }
+
+            return alone;
+        }
+        finally
+        {
+            FrameLock.Unlock(ref meta.LockWord, frame);
+            _pool.Put(frame);
+        }
+    }
+
+    private bool MakeWritableIfUnchanged(PageTableLeaf leaf, ulong page, long frame)
+    {
+        ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
+        lock (leaf.Lock)
+        {
+            while (true)
+            {
+                var pte = Volatile.Read(ref entry);
+                if (!Pte.IsPresent(pte) || Pte.Frame(pte) != frame || Pte.Has(pte, Pte.ProtNone | Pte.UffdWp))
+                {
+                    return false;
+                }
+
+                var updated = pte | Pte.Write | Pte.Dirty | Pte.SoftDirty | Pte.Young;
+                if (updated == pte || Interlocked.CompareExchange(ref entry, updated, pte) == pte)
+                {
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// <summary>Copies a shared private frame for this space and maps the copy writable (<c>wp_page_copy</c>).</summary>
+    private unsafe void CopyOnWriteLocked(Vma area, PageTableLeaf leaf, ulong page, long oldFrame)
+    {
+        Log.Fault(_logger, Id, "copy-on-write", page, true);
+        if (!_pool.TryGet(oldFrame))
+        {
+            return; // the PTE changed under us and the frame is gone: retry
+        }
+
+        try
+        {
+            var newFrame = _pool.Allocate();
+            // Every mapping of the old frame is read-only, so its contents cannot change while we copy.
+            Buffer.MemoryCopy(_pool.FrameAddress(oldFrame), _pool.FrameAddress(newFrame), PagePool.PageSize, PagePool.PageSize);
+            var replaced = false;
+            using (_notifiers.Start(new NotifierRange(page, page + PagePool.PageSize, NotifierEvent.Clear)))
+            {
+                ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
+                lock (leaf.Lock)
+                {
+                    var pte = Volatile.Read(ref entry);
+                    if (Pte.IsPresent(pte) && Pte.Frame(pte) == oldFrame && !Pte.Has(pte, Pte.Write))
+                    {
+                        _pool.SetFlags(newFrame, FrameFlags.Anon | FrameFlags.AnonExclusive | (area.Locked ? FrameFlags.Mlocked : FrameFlags.None));
+                        AddMapping(newFrame, page);
+                        Interlocked.Exchange(ref entry, Pte.MakePresent(newFrame, Pte.Write | Pte.Dirty | Pte.SoftDirty | Pte.Young));
+                        replaced = true;
+                    }
+                }
+
+                if (replaced)
+                {
+                    // Readers of the old frame through the old PTE finish before we drop our mapping of it.
+                    TlbShootdown.Flush();
+                    DropMapping(oldFrame, page);
+                    EngineMetrics.CowCopies.Add(1);
+                }
+                else
+                {
+                    _pool.Put(newFrame);
+                }
+            }
+        }
+        finally
+        {
+            _pool.Put(oldFrame);
+        }
+    }
+
+    /// <summary>
+    /// A CPU access to a device-exclusive entry (<c>remove_device_exclusive_entry</c>): with a reference and the page
+    /// lock held, fire <see cref="NotifierEvent.Clear"/> — the owning device stops and unmaps before it returns — then
+    /// restore a present PTE if the entry is still the one we saw. The access is retried either way.
+    /// </summary>
+    private void RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte)
+    {
+        Log.Fault(_logger, Id, "device-exclusive", page, false);
+        var frame = Pte.Frame(pte);
+        if (!_pool.TryGet(frame))
+        {
+            return; // the entry was zapped and the frame freed meanwhile
+        }
+
+        ref var meta = ref _pool.Meta(frame);
+        try
+        {
+            FrameLock.Lock(ref meta.LockWord, frame);
+            try
+            {
+                using (_notifiers.Start(new NotifierRange(page, page + PagePool.PageSize, NotifierEvent.Clear)))
+                {
+                    ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
+                    lock (leaf.Lock)
+                    {
+                        if (Volatile.Read(ref entry) == pte)
+                        {
+                            Volatile.Write(ref entry, RestoredPte(area, frame, pte));
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                FrameLock.Unlock(ref meta.LockWord, frame);
+            }
+        }
+        finally
+        {
+            _pool.Put(frame);
+        }
+    }
+
+    /// <summary>
+    /// The present PTE that replaces a device-exclusive entry (<c>restore_exclusive_pte</c>, 6.15+): old, soft-dirty
+    /// and uffd-wp carried back, writable only when the area is writable, no soft-dirty or uffd-wp tracking needs a
+    /// write fault, and the frame is exclusive to this space; dirty only when writable and the frame is dirty.
+    /// </summary>
+    internal long RestoredPte(Vma area, long frame, long exclusiveEntry)
+    {
+        var softDirty = Pte.Has(exclusiveEntry, Pte.SoftDirty);
+        var uffdWp = Pte.Has(exclusiveEntry, Pte.UffdWp);
+        var flags = _pool.Flags(frame);
+        var writable = area.IsWritable
+            && !uffdWp
+            && !(area.SoftDirtyTrackingEnabled && !softDirty)
+            && (flags & FrameFlags.AnonExclusive) != 0;
+        var bits = (softDirty ? Pte.SoftDirty : 0) | (uffdWp ? Pte.UffdWp : 0);
+        if (writable)
+        {
+            bits |= Pte.Write | ((flags & FrameFlags.Dirty) != 0 ? Pte.Dirty : 0);
+        }
+
+        if (!area.IsReadable)
+        {
+            bits |= Pte.ProtNone;
+        }
+
+        return Pte.MakePresent(frame, bits);
+    }
+}

@@ -1,0 +1,105 @@
+using GpuExclusive.Memory;
+using GpuExclusive.Paging;
+
+namespace GpuExclusive.Diagnostics;
+
+/// <summary>
+/// Checks the frame-accounting invariants of DESIGN §3.5 across a pool and every address space using it:
+/// #1 device-exclusive entries only in private writable anon mappings; #2 each frame's MapCount equals the PTEs
+/// (present or device-exclusive) mapping it, its RefCount equals MapCount plus shared-object references, and the
+/// reverse map lists exactly those PTEs; #5 every frame not referenced is free.
+/// </summary>
+/// <remarks>
+/// Takes every space's mmap lock for writing (in id order, so two checkers cannot deadlock), which stops faults and
+/// mapping changes; plain CPU accesses to present pages go on, and they change no counts.
+/// </remarks>
+public static class InvariantChecker
+{
+    /// <summary>Throws <see cref="InvariantViolationException"/> when any invariant is broken.</summary>
+    public static void Check(PagePool pool)
+    {
+        var violations = Collect(pool);
+        if (violations.Count > 0)
+        {
+            throw new InvariantViolationException(violations);
+        }
+    }
+
+    /// <summary>Every broken invariant, one line each; empty when all hold.</summary>
+    public static List<string> Collect(PagePool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        var spaces = pool.Spaces.OrderBy(static s => s.Id).ToList();
+        var locked = new List<AddressSpace>();
+        var violations = new List<string>();
+        try
+        {
+            foreach (var space in spaces)
+            {
+                space.EnterExclusive();
+                locked.Add(space);
+            }
+
+            var mappings = new Dictionary<long, List<long>>();
+            var sharedObjects = new HashSet<SharedMemoryObject>();
+            foreach (var space in locked.Where(static s => !s.IsDisposed))
+            {
+                space.CollectMappingsLocked(mappings, sharedObjects, violations);
+            }
+
+            var objectReferences = new Dictionary<long, int>();
+            foreach (var frame in sharedObjects.SelectMany(static o => o.Frames()))
+            {
+                objectReferences[frame] = objectReferences.GetValueOrDefault(frame) + 1;
+            }
+
+            long unreferenced = 0;
+            for (long frame = 0; frame < pool.Capacity; frame++)
+            {
+                ref var meta = ref pool.Meta(frame);
+                var mapCount = Volatile.Read(ref meta.MapCount);
+                var refCount = Volatile.Read(ref meta.RefCount);
+                var ptes = mappings.GetValueOrDefault(frame) ?? [];
+                var expectedRefs = ptes.Count + objectReferences.GetValueOrDefault(frame);
+                if (mapCount != ptes.Count)
+                {
+                    violations.Add($"frame {frame}: MapCount {mapCount} but {ptes.Count} PTE(s) map it (#2)");
+                }
+
+                if (refCount != expectedRefs)
+                {
+                    violations.Add($"frame {frame}: RefCount {refCount}, expected {expectedRefs} ({ptes.Count} mapping(s) + {expectedRefs - ptes.Count} shared-object reference(s)) (#2)");
+                }
+
+                var rmap = pool.Rmap.Snapshot(frame);
+                if (!rmap.Order().SequenceEqual(ptes.Order()))
+                {
+                    violations.Add($"frame {frame}: reverse map lists {rmap.Count} mapping(s) but {ptes.Count} PTE(s) map it");
+                }
+
+                if (refCount == 0)
+                {
+                    unreferenced++;
+                    if (FrameLock.IsLocked(ref meta.LockWord))
+                    {
+                        violations.Add($"frame {frame}: free but locked");
+                    }
+                }
+            }
+
+            if (unreferenced != pool.FreePages)
+            {
+                violations.Add($"pool: {unreferenced} frame(s) unreferenced but FreePages is {pool.FreePages} (#5)");
+            }
+        }
+        finally
+        {
+            foreach (var space in locked)
+            {
+                space.ExitExclusive();
+            }
+        }
+
+        return violations;
+    }
+}

@@ -1,0 +1,82 @@
+namespace GpuExclusive.Memory;
+
+/// <summary>
+/// The page lock of a frame (Linux <c>folio_lock</c>): a sleeping lock whose whole state is one int in
+/// <see cref="FrameMeta.LockWord"/>, with waiters parked on a small hashed table of monitors, as Linux parks
+/// folio waiters on <c>folio_wait_table</c>. The lock is not owned by a thread: a grant may lock a frame on one
+/// thread and unlock it on another, like the kernel's folio lock.
+/// </summary>
+internal static class FrameLock
+{
+    private const int LockedBit = 1;
+    private const int OneWaiter = 2;
+    private const int SpinsBeforeSleeping = 64;
+
+    // Hashed wait queues: frames that share a gate just wake each other spuriously.
+    private static readonly object[] Gates = CreateGates(256);
+
+    internal static bool TryLock(ref int lockWord)
+    {
+        var word = Volatile.Read(ref lockWord);
+        return (word & LockedBit) == 0 && Interlocked.CompareExchange(ref lockWord, word | LockedBit, word) == word;
+    }
+
+    internal static bool IsLocked(ref int lockWord) => (Volatile.Read(ref lockWord) & LockedBit) != 0;
+
+    /// <summary>Locks the frame, sleeping while another holder has it.</summary>
+    internal static void Lock(ref int lockWord, long frame)
+    {
+        if (TryLock(ref lockWord))
+        {
+            return;
+        }
+
+        var spinner = new SpinWait();
+        for (var i = 0; i < SpinsBeforeSleeping; i++)
+        {
+            spinner.SpinOnce(sleep1Threshold: -1);
+            if (TryLock(ref lockWord))
+            {
+                return;
+            }
+        }
+
+        var gate = Gates[frame & (Gates.Length - 1)];
+        lock (gate)
+        {
+            Interlocked.Add(ref lockWord, OneWaiter);
+            while (!TryLock(ref lockWord))
+            {
+                // Unlock pulses this gate under the same monitor, after clearing the bit: no lost wake-up.
+                Monitor.Wait(gate);
+            }
+
+            Interlocked.Add(ref lockWord, -OneWaiter);
+        }
+    }
+
+    internal static void Unlock(ref int lockWord, long frame)
+    {
+        var before = Interlocked.And(ref lockWord, ~LockedBit);
+        System.Diagnostics.Debug.Assert((before & LockedBit) != 0, "Unlock of a frame that is not locked");
+        if (before >= OneWaiter)
+        {
+            var gate = Gates[frame & (Gates.Length - 1)];
+            lock (gate)
+            {
+                Monitor.PulseAll(gate);
+            }
+        }
+    }
+
+    private static object[] CreateGates(int count)
+    {
+        var gates = new object[count];
+        for (var i = 0; i < gates.Length; i++)
+        {
+            gates[i] = new object();
+        }
+
+        return gates;
+    }
+}

@@ -1,0 +1,110 @@
+using GpuExclusive.Diagnostics;
+
+namespace GpuExclusive.Notifiers;
+
+/// <summary>
+/// The notifiers of one address space. Registration copies the arrays (under <see cref="_lock"/>), so firing reads a
+/// stable snapshot without a lock and callbacks run with no notifier-list lock held.
+/// </summary>
+internal sealed class NotifierList
+{
+    private readonly Lock _lock = new();
+    private MmuNotifier[] _notifiers = [];
+    private MmuIntervalNotifier[] _intervals = [];
+
+    internal bool IsEmpty => Volatile.Read(ref _notifiers).Length == 0 && Volatile.Read(ref _intervals).Length == 0;
+
+    internal void Add(MmuNotifier notifier)
+    {
+        lock (_lock)
+        {
+            if (Array.IndexOf(_notifiers, notifier) >= 0)
+            {
+                throw new InvalidOperationException("this notifier is already registered with the address space");
+            }
+
+            _notifiers = [.. _notifiers, notifier];
+        }
+    }
+
+    internal void Remove(MmuNotifier notifier)
+    {
+        lock (_lock)
+        {
+            _notifiers = [.. _notifiers.Where(n => !ReferenceEquals(n, notifier))];
+        }
+    }
+
+    internal void Add(MmuIntervalNotifier notifier)
+    {
+        lock (_lock)
+        {
+            if (Array.IndexOf(_intervals, notifier) >= 0)
+            {
+                throw new InvalidOperationException("this interval notifier is already inserted");
+            }
+
+            _intervals = [.. _intervals, notifier];
+        }
+    }
+
+    internal void Remove(MmuIntervalNotifier notifier)
+    {
+        lock (_lock)
+        {
+            _intervals = [.. _intervals.Where(n => !ReferenceEquals(n, notifier))];
+        }
+    }
+
+    /// <summary>Fires <c>invalidate_range_start</c> for <paramref name="range"/>; dispose the scope after the PTEs changed.</summary>
+    internal Scope Start(NotifierRange range)
+    {
+        var notifiers = Volatile.Read(ref _notifiers);
+        var intervals = Volatile.Read(ref _intervals);
+        if (notifiers.Length == 0 && intervals.Length == 0)
+        {
+            return default;
+        }
+
+        EngineMetrics.NotifierInvalidations.Add(1);
+        foreach (var notifier in notifiers)
+        {
+            notifier.InvalidateStart(range);
+        }
+
+        foreach (var interval in intervals)
+        {
+            if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
+            {
+                interval.BeginInvalidation(range);
+            }
+        }
+
+        return new Scope(notifiers, intervals, range);
+    }
+
+    /// <summary>An invalidation in progress; <see cref="Dispose"/> is <c>invalidate_range_end</c>.</summary>
+    internal readonly struct Scope(MmuNotifier[]? notifiers, MmuIntervalNotifier[]? intervals, NotifierRange range) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (notifiers is null || intervals is null)
+            {
+                return;
+            }
+
+            foreach (var interval in intervals)
+            {
+                if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
+                {
+                    interval.EndInvalidation();
+                }
+            }
+
+            foreach (var notifier in notifiers)
+            {
+                notifier.InvalidateEnd(range);
+            }
+        }
+    }
+}

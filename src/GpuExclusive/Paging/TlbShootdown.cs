@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace GpuExclusive.Paging;
+
+/// <summary>
+/// The software TLB shootdown. A CPU access through the engine translates a PTE and then touches the frame; whoever
+/// narrows or replaces a PTE (unmap, protect, COW, grant, fork's write-protect) must not go on while an access that
+/// translated through the old entry is still running, or a store could land on a page that is no longer the
+/// accessor's. Linux gets this from the TLB flush IPI.
+/// </summary>
+/// <remarks>
+/// Each thread owns a slot holding a sequence: odd while it is inside an access. An access bumps it to odd,
+/// loads the PTE, touches memory and bumps it to even — two plain stores to a thread-private cache line, no
+/// interlocked instruction. The writer changes the PTE, then <see cref="Interlocked.MemoryBarrierProcessWide"/>
+/// (the <c>membarrier</c> syscall: the IPI) makes every running thread's slot store visible, or orders its PTE
+/// load after the change; the writer then waits for every slot that was odd to move on. The asymmetric fence keeps
+/// the cost on the rare writer, as Linux does. An accessor never blocks while its slot is odd.
+/// </remarks>
+internal static class TlbShootdown
+{
+    private const int MaxSlots = 4096;
+
+    private static readonly Slot[] Slots = GC.AllocateArray<Slot>(MaxSlots, pinned: true);
+    private static readonly Thread?[] Owners = new Thread?[MaxSlots];
+    private static int _claimed;
+
+    [ThreadStatic]
+    private static int t_slotPlusOne;
+
+    /// <summary>Marks the calling thread as inside an access; pair with <see cref="Exit"/>. Never nest.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ref long Enter()
+    {
+        var index = t_slotPlusOne - 1;
+        if (index < 0)
+        {
+            index = Claim();
+        }
+
+        ref var sequence = ref Slots[index].Sequence;
+        Debug.Assert((sequence & 1) == 0, "nested CPU access: an access must not start inside another");
+        // Plain store; the writer's process-wide barrier supplies the store→load ordering against the PTE load.
+        Volatile.Write(ref sequence, sequence + 1);
+        return ref sequence;
+    }
+
+    /// <summary>Marks the end of the access begun by <see cref="Enter"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Exit(ref long sequence) => Volatile.Write(ref sequence, sequence + 1);
+
+    /// <summary>True while the calling thread is inside an access (for assertions).</summary>
+    internal static bool IsInsideAccess
+    {
+        get
+        {
+            var index = t_slotPlusOne - 1;
+            return index >= 0 && (Volatile.Read(ref Slots[index].Sequence) & 1) != 0;
+        }
+    }
+
+    /// <summary>
+    /// Waits until every CPU access that may have translated through a PTE changed before this call has finished.
+    /// Call after publishing the PTE change and before reusing or handing out what the old PTE pointed at.
+    /// </summary>
+    internal static void Flush()
+    {
+        Debug.Assert(!IsInsideAccess, "a shootdown from inside an access would wait for itself");
+        Interlocked.MemoryBarrierProcessWide();
+        var claimed = Math.Min(Volatile.Read(ref _claimed), MaxSlots);
+        for (var i = 0; i < claimed; i++)
+        {
+            var seen = Volatile.Read(ref Slots[i].Sequence);
+            if ((seen & 1) == 0)
+            {
+                continue;
+            }
+
+            var spinner = new SpinWait();
+            while (Volatile.Read(ref Slots[i].Sequence) == seen)
+            {
+                spinner.SpinOnce();
+            }
+        }
+
+        Diagnostics.EngineMetrics.Shootdowns.Add(1);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Claim()
+    {
+        var current = Thread.CurrentThread;
+        var index = Interlocked.Increment(ref _claimed) - 1;
+        if (index >= MaxSlots)
+        {
+            index = ReclaimSlotOfDeadThread(current);
+        }
+        else
+        {
+            Volatile.Write(ref Owners[index], current);
+        }
+
+        t_slotPlusOne = index + 1;
+        return index;
+    }
+
+    private static int ReclaimSlotOfDeadThread(Thread current)
+    {
+        while (true)
+        {
+            for (var i = 0; i < MaxSlots; i++)
+            {
+                var owner = Volatile.Read(ref Owners[i]);
+                // A dead thread's slot is even: it can only have died outside an access.
+                if (owner is { IsAlive: false } && Interlocked.CompareExchange(ref Owners[i], current, owner) == owner)
+                {
+                    return i;
+                }
+            }
+
+            Thread.Sleep(1);
+        }
+    }
+
+    [StructLayout(LayoutKind.Explicit, Size = 128)]
+    private struct Slot
+    {
+        // Alone on two cache lines, so accessors never share a line (adjacent-line prefetch included).
+        [FieldOffset(0)]
+        public long Sequence;
+    }
+}
