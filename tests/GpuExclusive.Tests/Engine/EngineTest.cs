@@ -1,4 +1,4 @@
-using System.Reflection;
+using GpuExclusive.Diagnostics;
 
 namespace GpuExclusive.Tests.Engine;
 
@@ -120,24 +120,8 @@ public abstract class EngineTest : IDisposable
     }
 }
 
-/// <summary>Calls the engine's invariant checker (<c>GpuExclusive.Diagnostics.InvariantChecker.Check</c>) once it exists.</summary>
+/// <summary>The engine's invariant checker, in one place so every contract class calls it the same way.</summary>
 internal static class Invariants
 {
-    private static readonly MethodInfo? CheckMethod = typeof(PagePool).Assembly
-        .GetType("GpuExclusive.Diagnostics.InvariantChecker")
-        ?.GetMethod("Check", BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static, [typeof(PagePool)]);
-
-    public static void Check(PagePool pool)
-    {
-        if (CheckMethod is null)
-            return;
-        try
-        {
-            CheckMethod.Invoke(null, [pool]);
-        }
-        catch (TargetInvocationException e) when (e.InnerException is not null)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
-        }
-    }
+    public static void Check(PagePool pool) => InvariantChecker.Check(pool);
 }
