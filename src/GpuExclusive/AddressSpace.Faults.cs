@@ -35,13 +35,13 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>One step of fault handling for an access the area allows. Caller holds the mmap lock (either mode).</summary>
-    private void HandleFaultLocked(Vma area, ulong page, bool isWrite)
+    private void HandleFaultLocked(Vma area, ulong page, bool isWrite, FrameReservation? reservation = null)
     {
         var leaf = _pageTable.GetOrCreateLeaf(page);
         var pte = Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]);
         if (Pte.IsNone(pte))
         {
-            DemandFaultLocked(area, leaf, page, isWrite, fromReservation: false);
+            DemandFaultLocked(area, leaf, page, isWrite, reservation);
         }
         else if (Pte.IsDeviceExclusive(pte))
         {
@@ -49,14 +49,14 @@ public sealed partial class AddressSpace
         }
         else if (isWrite && !Pte.IsWritable(pte))
         {
-            WriteProtectFaultLocked(area, leaf, page, pte);
+            WriteProtectFaultLocked(area, leaf, page, pte, reservation);
         }
 
         // Otherwise another thread resolved it already: retrying the access is all that is left.
     }
 
     /// <summary>First touch: map a zeroed private frame, or the shared object's frame (<c>do_anonymous_page</c>, <c>do_shared_fault</c>).</summary>
-    private void DemandFaultLocked(Vma area, PageTableLeaf leaf, ulong page, bool isWrite, bool fromReservation)
+    private void DemandFaultLocked(Vma area, PageTableLeaf leaf, ulong page, bool isWrite, FrameReservation? reservation)
     {
         Log.Fault(_logger, Id, "demand", page, isWrite);
         ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
@@ -65,7 +65,7 @@ public sealed partial class AddressSpace
         var mlocked = area.Locked ? FrameFlags.Mlocked : FrameFlags.None;
         if (area.IsPrivate)
         {
-            var frame = fromReservation ? _pool.AllocateReserved() : _pool.Allocate();
+            var frame = reservation?.Allocate() ?? _pool.Allocate();
             lock (leaf.Lock)
             {
                 if (Volatile.Read(ref entry) == Pte.None)
@@ -82,7 +82,7 @@ public sealed partial class AddressSpace
             return;
         }
 
-        var shared = area.SharedObject!.GetOrAllocate(area.ObjectPageOf(page), fromReservation);
+        var shared = area.SharedObject!.GetOrAllocate(area.ObjectPageOf(page), reservation);
         lock (leaf.Lock)
         {
             if (Volatile.Read(ref entry) == Pte.None)
@@ -100,7 +100,7 @@ public sealed partial class AddressSpace
     /// A write to a present read-only PTE in a writable area (<c>do_wp_page</c>): shared pages and private frames this
     /// space alone maps are made writable in place; private frames others still map are copied.
     /// </summary>
-    private void WriteProtectFaultLocked(Vma area, PageTableLeaf leaf, ulong page, long pte)
+    private void WriteProtectFaultLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, FrameReservation? reservation)
     {
         var frame = Pte.Frame(pte);
         if (!area.IsPrivate || CanReuseAnonFrame(frame))
@@ -114,7 +114,7 @@ public sealed partial class AddressSpace
             return;
         }
 
-        CopyOnWriteLocked(area, leaf, page, frame);
+        CopyOnWriteLocked(area, leaf, page, frame, reservation);
     }
 
     /// <summary>
@@ -177,7 +177,7 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>Copies a shared private frame for this space and maps the copy writable (<c>wp_page_copy</c>).</summary>
-    private unsafe void CopyOnWriteLocked(Vma area, PageTableLeaf leaf, ulong page, long oldFrame)
+    private unsafe void CopyOnWriteLocked(Vma area, PageTableLeaf leaf, ulong page, long oldFrame, FrameReservation? reservation)
     {
         Log.Fault(_logger, Id, "copy-on-write", page, true);
         if (!_pool.TryGet(oldFrame))
@@ -187,7 +187,7 @@ public sealed partial class AddressSpace
 
         try
         {
-            var newFrame = _pool.Allocate();
+            var newFrame = reservation?.Allocate() ?? _pool.Allocate();
             // Every mapping of the old frame is read-only, so its contents cannot change while we copy.
             Buffer.MemoryCopy(_pool.FrameAddress(oldFrame), _pool.FrameAddress(newFrame), PagePool.PageSize, PagePool.PageSize);
             var replaced = false;
@@ -223,76 +223,5 @@ public sealed partial class AddressSpace
         {
             _pool.Put(oldFrame);
         }
-    }
-
-    /// <summary>
-    /// A CPU access to a device-exclusive entry (<c>remove_device_exclusive_entry</c>): with a reference and the page
-    /// lock held, fire <see cref="NotifierEvent.Clear"/> — the owning device stops and unmaps before it returns — then
-    /// restore a present PTE if the entry is still the one we saw. The access is retried either way.
-    /// </summary>
-    private void RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte)
-    {
-        Log.Fault(_logger, Id, "device-exclusive", page, false);
-        var frame = Pte.Frame(pte);
-        if (!_pool.TryGet(frame))
-        {
-            return; // the entry was zapped and the frame freed meanwhile
-        }
-
-        ref var meta = ref _pool.Meta(frame);
-        try
-        {
-            FrameLock.Lock(ref meta.LockWord, frame);
-            try
-            {
-                using (_notifiers.Start(new NotifierRange(page, page + PagePool.PageSize, NotifierEvent.Clear)))
-                {
-                    ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
-                    lock (leaf.Lock)
-                    {
-                        if (Volatile.Read(ref entry) == pte)
-                        {
-                            Volatile.Write(ref entry, RestoredPte(area, frame, pte));
-                        }
-                    }
-                }
-            }
-            finally
-            {
-                FrameLock.Unlock(ref meta.LockWord, frame);
-            }
-        }
-        finally
-        {
-            _pool.Put(frame);
-        }
-    }
-
-    /// <summary>
-    /// The present PTE that replaces a device-exclusive entry (<c>restore_exclusive_pte</c>, 6.15+): old, soft-dirty
-    /// and uffd-wp carried back, writable only when the area is writable, no soft-dirty or uffd-wp tracking needs a
-    /// write fault, and the frame is exclusive to this space; dirty only when writable and the frame is dirty.
-    /// </summary>
-    internal long RestoredPte(Vma area, long frame, long exclusiveEntry)
-    {
-        var softDirty = Pte.Has(exclusiveEntry, Pte.SoftDirty);
-        var uffdWp = Pte.Has(exclusiveEntry, Pte.UffdWp);
-        var flags = _pool.Flags(frame);
-        var writable = area.IsWritable
-            && !uffdWp
-            && !(area.SoftDirtyTrackingEnabled && !softDirty)
-            && (flags & FrameFlags.AnonExclusive) != 0;
-        var bits = (softDirty ? Pte.SoftDirty : 0) | (uffdWp ? Pte.UffdWp : 0);
-        if (writable)
-        {
-            bits |= Pte.Write | ((flags & FrameFlags.Dirty) != 0 ? Pte.Dirty : 0);
-        }
-
-        if (!area.IsReadable)
-        {
-            bits |= Pte.ProtNone;
-        }
-
-        return Pte.MakePresent(frame, bits);
     }
 }

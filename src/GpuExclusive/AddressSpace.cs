@@ -212,15 +212,9 @@ public sealed partial class AddressSpace : IDisposable
         {
             ThrowIfDisposed();
             ThrowIfNotFullyMappedLocked(address, end);
-            var needed = CountFramesToPopulateLocked(address, end);
-            if (needed > 0 && !_pool.TryReserve(needed))
-            {
-                throw new InsufficientMemoryException($"mlock of [0x{address:x}, 0x{end:x}) needs {needed} free frames; the pool has {_pool.FreePages}");
-            }
-
+            using var reservation = FrameReservation.Take(_pool, CountFramesToPopulateLocked(address, end), $"mlock of [0x{address:x}, 0x{end:x})");
             _areas.SplitAt(address);
             _areas.SplitAt(end);
-            var reserved = needed;
             foreach (var area in _areas.Overlapping(address, end))
             {
                 area.Locked = true;
@@ -232,17 +226,13 @@ public sealed partial class AddressSpace : IDisposable
                 for (var page = area.Start; page < area.End; page += PagePool.PageSize)
                 {
                     var leaf = _pageTable.GetOrCreateLeaf(page);
-                    var pte = Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]);
-                    if (Pte.IsNone(pte))
+                    if (Pte.IsNone(Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)])))
                     {
-                        var usesFrame = area.IsPrivate || !area.SharedObject!.Has(area.ObjectPageOf(page));
-                        DemandFaultLocked(area, leaf, page, isWrite: false, fromReservation: usesFrame);
-                        reserved -= usesFrame ? 1 : 0;
+                        DemandFaultLocked(area, leaf, page, isWrite: false, reservation);
                     }
                 }
             }
 
-            Debug.Assert(reserved == 0, "mlock populated a different number of pages than it reserved");
             SetMlockedLocked(address, end, true);
         }
         finally

@@ -18,5 +18,7 @@ internal static class EngineMetrics
     internal static readonly Counter<long> CowReuses = Meter.CreateCounter<long>("gpux.cpu.cow_reuses", "{page}", "Write faults that reused a frame the space alone maps");
     internal static readonly Counter<long> NotifierInvalidations = Meter.CreateCounter<long>("gpux.notifier.invalidations", "{range}", "Invalidation ranges sent to MMU notifiers");
     internal static readonly Counter<long> Shootdowns = Meter.CreateCounter<long>("gpux.tlb.shootdowns", "{flush}", "Software TLB shootdowns");
+    internal static readonly Counter<long> Grants = Meter.CreateCounter<long>("gpux.exclusive.grants", "{page}", "Pages converted to device-exclusive entries");
+    internal static readonly Counter<long> Revocations = Meter.CreateCounter<long>("gpux.exclusive.revocations", "{page}", "Device-exclusive entries restored by a CPU access or fork");
     internal static readonly Counter<long> Forks = Meter.CreateCounter<long>("gpux.forks", "{fork}", "Address spaces forked");
 }

@@ -16,7 +16,7 @@ internal sealed class SharedMemoryObject(PagePool pool, long pages)
 
     /// <summary>The frame for <paramref name="page"/>, allocating a zeroed one on first use.</summary>
     /// <exception cref="InsufficientMemoryException">The pool is exhausted (nothing changed).</exception>
-    internal long GetOrAllocate(long page, bool fromReservation)
+    internal long GetOrAllocate(long page, Memory.FrameReservation? reservation)
     {
         lock (_lock)
         {
@@ -26,7 +26,7 @@ internal sealed class SharedMemoryObject(PagePool pool, long pages)
                 return existing - 1;
             }
 
-            var frame = fromReservation ? _pool.AllocateReserved() : _pool.Allocate();
+            var frame = reservation?.Allocate() ?? _pool.Allocate();
             _frames[page] = (int)frame + 1;
             return frame;
         }
