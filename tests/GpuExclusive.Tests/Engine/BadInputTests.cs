@@ -225,4 +225,19 @@ public sealed class BadInputTests : EngineTest
         Assert.ThrowsAny<ArgumentException>(() => space.RegisterNotifier(null!));
         Assert.ThrowsAny<ArgumentException>(() => space.InsertIntervalNotifier(null!, a, Page));
     }
+
+    [Fact]
+    public void SpanWrite_RunningOffTheEndOfAMapping_WritesNothingAtAll()
+    {
+        var space = NewSpace();
+        var a = space.Map(2 * Page, Protection.ReadWrite);
+        Fill(space, a, 1, 0x0E);
+        space.Unmap(a + Page, Page);
+
+        var e = Assert.Throws<MemoryAccessException>(() => space.Write(a + Page - 8, new byte[16]));
+
+        Assert.True(e.IsWrite);
+        Assert.InRange(e.Address, a + Page, a + Page + 7);
+        AssertAllBytes(0x0E, ReadPages(space, a));
+    }
 }

@@ -175,4 +175,21 @@ public sealed class ProtectTests : EngineTest
         child.Write(a, 3);
         Assert.Equal(3, parent.Read<int>(a));
     }
+
+    [Fact]
+    public void SpanWrite_RunningIntoAReadOnlyPage_WritesNothingAtAll()
+    {
+        var space = NewSpace();
+        var a = space.Map(2 * Page, Protection.ReadWrite);
+        Fill(space, a, 2, 0x0F);
+        space.Protect(a + Page, Page, Protection.Read);
+        var data = new byte[200];
+        Array.Fill(data, (byte)0xF0);
+
+        var e = Assert.Throws<MemoryAccessException>(() => space.Write(a + Page - 100, data));
+
+        Assert.True(e.IsWrite);
+        Assert.InRange(e.Address, a + Page, a + 2 * Page - 1);
+        AssertAllBytes(0x0F, ReadPages(space, a, 2));
+    }
 }
