@@ -52,16 +52,16 @@ public abstract class MmuIntervalNotifier
 
     internal bool IgnoresRange(in NotifierRange range) => Ignores(range);
 
-    internal void BeginInvalidation(in NotifierRange range)
+    internal void MarkInvalidating()
     {
         lock (_gate)
         {
             _sequence++;
             _inProgress++;
         }
-
-        Invalidate(range);
     }
+
+    internal void InvokeInvalidate(in NotifierRange range) => Invalidate(range);
 
     internal void EndInvalidation()
     {

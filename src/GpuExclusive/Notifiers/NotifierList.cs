@@ -72,11 +72,21 @@ internal sealed class NotifierList
             notifier.InvalidateStart(range);
         }
 
+        // Bump every honoured interval's sequence before any callback runs: a driver that clears its mapping in one
+        // notifier's callback and validates a new one against another notifier's sequence must see the bump first.
         foreach (var interval in intervals)
         {
             if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
             {
-                interval.BeginInvalidation(range);
+                interval.MarkInvalidating();
+            }
+        }
+
+        foreach (var interval in intervals)
+        {
+            if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
+            {
+                interval.InvokeInvalidate(range);
             }
         }
 

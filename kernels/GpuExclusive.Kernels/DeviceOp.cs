@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+
+namespace GpuExclusive.Kernels;
+
+/// <summary>
+/// One atomic as the kernel sees it: the page is named by its slot in the mirror's device page table, so the kernel
+/// never sees virtual addresses. 32 bytes, blittable.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct DeviceOp
+{
+    /// <summary>Index of the page's entry in the device page table.</summary>
+    public int Slot;
+    /// <summary>Byte offset within the page (aligned to the operand size).</summary>
+    public int Offset;
+    /// <summary>An <c>OpCode</c> value.</summary>
+    public int Code;
+    /// <summary>1 for a 64-bit operand, 0 for 32-bit.</summary>
+    public int Is64Bit;
+    /// <summary>The operand.</summary>
+    public long Operand;
+    /// <summary>The comparand of a compare-exchange.</summary>
+    public long Comparand;
+}
+
+/// <summary>Op codes; the same order as the public <c>AtomicKind</c>.</summary>
+public static class OpCode
+{
+    /// <summary>Add.</summary>
+    public const int Add = 0;
+    /// <summary>Exchange.</summary>
+    public const int Exchange = 1;
+    /// <summary>CompareExchange.</summary>
+    public const int CompareExchange = 2;
+    /// <summary>Min (signed).</summary>
+    public const int Min = 3;
+    /// <summary>Max (signed).</summary>
+    public const int Max = 4;
+    /// <summary>And.</summary>
+    public const int And = 5;
+    /// <summary>Or.</summary>
+    public const int Or = 6;
+    /// <summary>Xor.</summary>
+    public const int Xor = 7;
+}
+
+/// <summary>Per-op state words: each op is applied once, and its state says so before a relaunch looks again.</summary>
+public static class OpState
+{
+    /// <summary>Not applied yet.</summary>
+    public const int Pending = 0;
+    /// <summary>Applied; its old value is stored.</summary>
+    public const int Done = 1;
+    /// <summary>Refused: nothing maps the address.</summary>
+    public const int NotMapped = 2;
+    /// <summary>Refused: the mapping forbids it.</summary>
+    public const int PermissionDenied = 3;
+}
+
+/// <summary>Slots of the control block, an int array in memory both host and kernel see.</summary>
+public static class ControlBlock
+{
+    /// <summary>Non-zero asks the running kernel to return at its next poll.</summary>
+    public const int Stop = 0;
+    /// <summary>Number of entries the kernel appended to the fault buffer (may exceed its length: then the host scans).</summary>
+    public const int FaultCount = 1;
+    /// <summary>Ops the kernel applied in this launch.</summary>
+    public const int Applied = 2;
+    /// <summary>Words in the block.</summary>
+    public const int Length = 4;
+}

@@ -1,0 +1,36 @@
+namespace GpuExclusive.Kernels;
+
+/// <summary>
+/// The device page-table entry the kernels translate through (one 64-bit word per mirrored page):
+/// <code>
+///  63                    52 51                                  12 11          2  1   0
+/// +------------------------+--------------------------------------+--------------+-------+
+/// |        reserved        |        frame number (40 bits)        |   reserved   | Perm  |
+/// +------------------------+--------------------------------------+--------------+-------+
+/// Perm: 0 Invalid, 1 Read, 2 Write (implies Read), 3 Atomic (implies Write; only through a grant).
+/// </code>
+/// The host writes entries; kernels only read them, with an atomic load so a GPU sees the host's latest store.
+/// </summary>
+public static class DevicePte
+{
+    /// <summary>No device access.</summary>
+    public const int Invalid = 0;
+    /// <summary>Device reads allowed (mirrors a present CPU PTE).</summary>
+    public const int Read = 1;
+    /// <summary>Device reads and writes allowed (mirrors a writable CPU PTE).</summary>
+    public const int Write = 2;
+    /// <summary>Device atomics allowed: the page is device-exclusive to this device.</summary>
+    public const int Atomic = 3;
+
+    private const int FrameShift = 12;
+    private const long PermissionMask = 0b11;
+
+    /// <summary>An entry granting <paramref name="permission"/> on <paramref name="frame"/>.</summary>
+    public static long Make(long frame, int permission) => (frame << FrameShift) | (permission & PermissionMask);
+
+    /// <summary>The permission of an entry.</summary>
+    public static int Permission(long entry) => (int)(entry & PermissionMask);
+
+    /// <summary>The frame an entry maps.</summary>
+    public static long Frame(long entry) => entry >> FrameShift;
+}

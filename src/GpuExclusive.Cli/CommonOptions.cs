@@ -1,0 +1,92 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+
+namespace GpuExclusive.Cli;
+
+/// <summary>The configuration options every engine command takes, and how they become configuration overrides.</summary>
+internal sealed class CommonOptions
+{
+    public Option<string?> Config { get; } = new("--config")
+    {
+        Description = $"Settings file to read instead of the {EngineSettingsLoader.DefaultFileName} next to gpux; it must exist.",
+        HelpName = "PATH",
+    };
+
+    public Option<string?> LogLevel { get; } = new("--log-level")
+    {
+        Description = "Minimum log level for categories without their own entry: Trace, Debug, Information, Warning, Error, Critical or None (overrides Logging:LogLevel:Default).",
+        HelpName = "LEVEL",
+    };
+
+    public Option<string?> Accelerator { get; } = new("--accelerator")
+    {
+        Description = "Accelerator to use: auto, cpu, cuda or opencl (overrides Engine:Accelerator).",
+        HelpName = "KIND",
+    };
+
+    public Option<long?> PoolPages { get; } = new("--pool-pages")
+    {
+        Description = "Frames of 4096 bytes in the page pool, 1..2147483647 (overrides Engine:PoolPages).",
+        HelpName = "N",
+    };
+
+    public CommonOptions()
+    {
+        LogLevel.Validators.Add(result =>
+        {
+            string? text = result.GetValueOrDefault<string?>();
+            if (text is not null && !IsName<LogLevel>(text))
+                result.AddError($"--log-level must be one of {string.Join(", ", Enum.GetNames<LogLevel>())} (got '{text}')");
+        });
+        Accelerator.Validators.Add(result =>
+        {
+            string? text = result.GetValueOrDefault<string?>();
+            if (text is not null && !IsName<AcceleratorKind>(text))
+                result.AddError($"--accelerator must be one of auto, cpu, cuda, opencl (got '{text}')");
+        });
+        PoolPages.Validators.Add(result =>
+        {
+            long? pages = result.GetValueOrDefault<long?>();
+            if (pages is < 1 or > int.MaxValue)
+                result.AddError($"--pool-pages must be between 1 and {int.MaxValue} (got {pages})");
+        });
+    }
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Config);
+        command.Options.Add(LogLevel);
+        command.Options.Add(Accelerator);
+        command.Options.Add(PoolPages);
+    }
+
+    /// <summary>
+    /// Reads the settings: <c>--config</c> if given (it must exist), else the file shipped next to gpux if present,
+    /// then <c>GPUX_</c> environment variables, then these options.
+    /// </summary>
+    public EngineSettings Load(ParseResult parse, CliContext context)
+    {
+        string? path = parse.GetValue(Config);
+        if (path is null)
+        {
+            string shipped = Path.Combine(AppContext.BaseDirectory, EngineSettingsLoader.DefaultFileName);
+            if (File.Exists(shipped))
+                path = shipped;
+        }
+
+        var overrides = new Dictionary<string, string?>();
+        if (parse.GetValue(LogLevel) is { } level)
+            overrides["Logging:LogLevel:Default"] = level;
+        if (parse.GetValue(Accelerator) is { } accelerator)
+            overrides["Engine:Accelerator"] = accelerator;
+        if (parse.GetValue(PoolPages) is { } pages)
+            overrides["Engine:PoolPages"] = pages.ToString(CultureInfo.InvariantCulture);
+
+        return EngineSettingsLoader.Load(path, overrides, context.Environment);
+    }
+
+    // Enum.TryParse alone would also accept numbers ("3"); only names are meaningful here.
+    private static bool IsName<TEnum>(string text) where TEnum : struct, Enum =>
+        text.Length > 0 && char.IsLetter(text[0]) && Enum.TryParse<TEnum>(text, ignoreCase: true, out _);
+}

@@ -1,0 +1,41 @@
+using Microsoft.Extensions.Logging;
+
+namespace GpuExclusive;
+
+/// <summary>
+/// Engine settings as read from <c>runtimesettings.json</c>, <c>GPUX_</c> environment variables and command-line
+/// options (see <see cref="EngineSettingsLoader"/>). Every value has been validated.
+/// </summary>
+public sealed class EngineSettings
+{
+    /// <summary>Default pool size: 16384 frames (64 MiB).</summary>
+    public const long DefaultPoolPages = 16384;
+
+    /// <summary>Default interval at which a running kernel's stop flag is polled.</summary>
+    public const int DefaultStopPollIntervalMicroseconds = 50;
+
+    /// <summary>Frames in the <see cref="PagePool"/> (key <c>Engine:PoolPages</c>, 1..2^31-1).</summary>
+    public long PoolPages { get; init; } = DefaultPoolPages;
+
+    /// <summary>Which accelerator to open (key <c>Engine:Accelerator</c>).</summary>
+    public AcceleratorKind Accelerator { get; init; } = AcceleratorKind.Auto;
+
+    /// <summary>Threads per kernel group; 0 sizes it to the device (key <c>Engine:KernelGroupSize</c>, 0..1024).</summary>
+    public int KernelGroupSize { get; init; }
+
+    /// <summary>Groups in the persistent kernel grid; 0 sizes it to the device (key <c>Engine:KernelGroups</c>, 0..65536).</summary>
+    public int KernelGroups { get; init; }
+
+    /// <summary>How often the host polls a stopping kernel, in microseconds (key <c>Engine:StopPollIntervalMicroseconds</c>, 1..1000000).</summary>
+    public int StopPollIntervalMicroseconds { get; init; } = DefaultStopPollIntervalMicroseconds;
+
+    /// <summary>Minimum log level for every category without its own entry (key <c>Logging:LogLevel:Default</c>).</summary>
+    public LogLevel DefaultLogLevel { get; init; } = LogLevel.Warning;
+
+    /// <summary>Per-category minimum levels (keys <c>Logging:LogLevel:&lt;category prefix&gt;</c>), as in ASP.NET Core.</summary>
+    public IReadOnlyDictionary<string, LogLevel> CategoryLogLevels { get; init; } =
+        new Dictionary<string, LogLevel>(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Every effective value with the layer it came from, in key order.</summary>
+    public IReadOnlyList<SettingValue> Values { get; init; } = [];
+}

@@ -1,0 +1,98 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuExclusive;
+
+/// <summary>One accelerator ILGPU can see, reduced to what selection and <c>gpux info</c> need.</summary>
+/// <param name="Index">Position in <c>Context.Devices</c>.</param>
+/// <param name="Kind">The engine's name for its backend, or null for a backend the engine does not drive.</param>
+/// <param name="Type">ILGPU's accelerator type.</param>
+/// <param name="Name">The device name.</param>
+/// <param name="MemoryBytes">Device memory as ILGPU reports it.</param>
+/// <param name="MaxThreadsPerGroup">Largest group the device accepts.</param>
+/// <param name="MaxThreads">Threads the device runs at once (multiprocessors × threads per multiprocessor).</param>
+internal readonly record struct AcceleratorCandidate(
+    int Index, AcceleratorKind? Kind, AcceleratorType Type, string Name, long MemoryBytes, int MaxThreadsPerGroup, int MaxThreads);
+
+/// <summary>The outcome of choosing an accelerator.</summary>
+/// <param name="Kind">The backend chosen (or requested, when none was found).</param>
+/// <param name="CandidateIndex">Index of the chosen device in the candidate list, or -1 when none matches.</param>
+/// <param name="Reason">One sentence a user can read: why this device, or why none.</param>
+internal readonly record struct AcceleratorChoice(AcceleratorKind Kind, int CandidateIndex, string Reason)
+{
+    public bool Found => CandidateIndex >= 0;
+}
+
+/// <summary>
+/// Which accelerator <see cref="AcceleratorKind.Auto"/> and the explicit kinds resolve to. Auto prefers CUDA
+/// (coherent zero-copy host memory through <c>cuMemHostRegister</c>), then OpenCL, else the CPU accelerator,
+/// which always exists and is what CI runs. Within a kind the first device ILGPU lists wins, as CUDA's device 0 would.
+/// </summary>
+internal static class AcceleratorSelection
+{
+    private static readonly AcceleratorKind[] AutoPreference = [AcceleratorKind.Cuda, AcceleratorKind.OpenCL, AcceleratorKind.Cpu];
+
+    /// <summary>Lists every device of <paramref name="context"/> as a candidate.</summary>
+    public static IReadOnlyList<AcceleratorCandidate> Describe(Context context)
+    {
+        var candidates = new List<AcceleratorCandidate>();
+        int index = 0;
+        foreach (Device device in context.Devices)
+        {
+            candidates.Add(new AcceleratorCandidate(
+                index++, ToKind(device.AcceleratorType), device.AcceleratorType, device.Name,
+                device.MemorySize, device.MaxNumThreadsPerGroup, device.MaxNumThreads));
+        }
+
+        return candidates;
+    }
+
+    /// <summary>The engine kind for an ILGPU accelerator type, or null for one the engine does not drive.</summary>
+    public static AcceleratorKind? ToKind(AcceleratorType type) => type switch
+    {
+        AcceleratorType.Cuda => AcceleratorKind.Cuda,
+        AcceleratorType.OpenCL => AcceleratorKind.OpenCL,
+        AcceleratorType.CPU => AcceleratorKind.Cpu,
+        _ => null,
+    };
+
+    /// <summary>Chooses the device for <paramref name="requested"/> among <paramref name="candidates"/>.</summary>
+    public static AcceleratorChoice Choose(AcceleratorKind requested, IReadOnlyList<AcceleratorCandidate> candidates)
+    {
+        if (requested != AcceleratorKind.Auto)
+        {
+            int index = FirstOfKind(requested, candidates);
+            return index >= 0
+                ? new AcceleratorChoice(requested, index, $"{requested} was requested; using the first {requested} device")
+                : new AcceleratorChoice(requested, -1, $"{requested} was requested but ILGPU sees no {requested} device");
+        }
+
+        var skipped = new List<string>();
+        foreach (AcceleratorKind kind in AutoPreference)
+        {
+            int index = FirstOfKind(kind, candidates);
+            if (index >= 0)
+            {
+                string reason = skipped.Count == 0
+                    ? $"Auto prefers {kind} and one is present"
+                    : $"Auto prefers Cuda, then OpenCL, then Cpu; no {string.Join(" or ", skipped)} device is visible";
+                return new AcceleratorChoice(kind, index, reason);
+            }
+
+            skipped.Add(kind.ToString());
+        }
+
+        return new AcceleratorChoice(AcceleratorKind.Cpu, -1, "ILGPU lists no accelerator at all, not even the CPU accelerator");
+    }
+
+    private static int FirstOfKind(AcceleratorKind kind, IReadOnlyList<AcceleratorCandidate> candidates)
+    {
+        for (int i = 0; i < candidates.Count; i++)
+        {
+            if (candidates[i].Kind == kind)
+                return i;
+        }
+
+        return -1;
+    }
+}

@@ -1,0 +1,74 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuExclusive.Devices;
+
+/// <summary>
+/// An array in page-aligned host memory that the host uses through a pointer and kernels through <see cref="View"/>,
+/// zero-copy: the device page table, batches and the control block, which both sides read and write while a kernel
+/// runs. Host accesses that race with a running kernel use <see cref="Volatile"/> or <see cref="Interlocked"/>.
+/// </summary>
+internal sealed unsafe class HostMappedArray<T> : IDisposable
+    where T : unmanaged
+{
+    private readonly MemoryBuffer _binding;
+    private T* _pointer;
+
+    internal HostMappedArray(ZeroCopyBinder binder, long length)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(length, 1);
+        Length = length;
+        var bytes = (nuint)(length * sizeof(T));
+        bytes = (bytes + PagePool.PageSize - 1) & ~(nuint)(PagePool.PageSize - 1);
+        _pointer = (T*)NativeMemory.AlignedAlloc(bytes, PagePool.PageSize);
+        NativeMemory.Clear(_pointer, bytes);
+        try
+        {
+            _binding = binder.Bind((IntPtr)_pointer, (long)bytes);
+        }
+        catch
+        {
+            NativeMemory.AlignedFree(_pointer);
+            throw;
+        }
+
+        View = _binding.AsRawArrayView().Cast<T>().SubView(0, length);
+    }
+
+    internal long Length { get; }
+
+    /// <summary>The kernels' view of the array.</summary>
+    internal ArrayView<T> View { get; }
+
+    internal T* Pointer => _pointer;
+
+    internal ref T this[long index]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            if ((ulong)index >= (ulong)Length)
+            {
+                throw new IndexOutOfRangeException();
+            }
+
+            return ref _pointer[index];
+        }
+    }
+
+    internal Span<T> AsSpan(int length) => new(_pointer, length);
+
+    public void Dispose()
+    {
+        if (_pointer == null)
+        {
+            return;
+        }
+
+        _binding.Dispose();
+        NativeMemory.AlignedFree(_pointer);
+        _pointer = null;
+    }
+}

@@ -1,0 +1,124 @@
+using System.Collections;
+using GpuExclusive.Cli;
+using GpuExclusive.Tests.Configuration;
+
+namespace GpuExclusive.Tests.Cli;
+
+/// <summary>The gpux exit-code and output contract for help and bad input (nothing here starts the engine).</summary>
+[Collection(GpuxCollection.Name)]
+public sealed class GpuxCommandLineTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("info", "--help")]
+    [InlineData("stress", "--help")]
+    [InlineData("scenario", "--help")]
+    [InlineData("bench", "--help")]
+    public void Help_PrintsUsage_AndExitsZero(params string[] args)
+    {
+        GpuxResult result = GpuxRunner.Run(args);
+
+        Assert.Equal(ExitCodes.Success, result.ExitCode);
+        Assert.Contains("Usage:", result.Stdout, StringComparison.Ordinal);
+        Assert.Equal(string.Empty, result.Stderr);
+    }
+
+    [Fact]
+    public void StressHelp_DocumentsEveryOption()
+    {
+        GpuxResult result = GpuxRunner.Run("stress", "--help");
+
+        foreach (string option in (string[])["--seconds", "--ops", "--seed", "--pages", "--cpu-threads", "--json", "--config", "--log-level", "--accelerator", "--pool-pages"])
+            Assert.Contains(option, result.Stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("Unrecognized command or argument '--bogus'", "stress", "--bogus")]
+    [InlineData("'--seconds'", "stress", "--seconds")]
+    [InlineData("--seconds must be between 1 and 86400 (got -1)", "stress", "--seconds", "-1")]
+    [InlineData("'abc'", "stress", "--seconds", "abc")]
+    [InlineData("--seconds must be between", "stress", "--seconds", "0")]
+    [InlineData("--ops must be > 0 (got -5)", "stress", "--ops", "-5")]
+    [InlineData("--seed must be between 0", "stress", "--seed", "-1")]
+    [InlineData("--pages must be between", "stress", "--pages", "0")]
+    [InlineData("--cpu-threads must be between 1 and 256", "stress", "--cpu-threads", "0")]
+    [InlineData("--cpu-threads must be between 1 and 256", "stress", "--cpu-threads", "1000")]
+    [InlineData("--accelerator must be one of auto, cpu, cuda, opencl (got 'tpu')", "stress", "--accelerator", "tpu")]
+    [InlineData("--accelerator must be one of", "info", "--accelerator", "2")]
+    [InlineData("--log-level must be one of", "stress", "--log-level", "loud")]
+    [InlineData("--pool-pages must be between 1 and 2147483647", "info", "--pool-pages", "0")]
+    [InlineData("is too small for --pages 1000", "stress", "--pages", "1000", "--pool-pages", "100")]
+    [InlineData("Required command was not provided")]
+    [InlineData("Unrecognized command or argument 'bogus'", "bogus")]
+    [InlineData("'scenario' is not built yet", "scenario")]
+    [InlineData("'bench' is not built yet", "bench")]
+    public void BadInput_PrintsOneLine_AndExitsTwo(string expected, params string[] args)
+    {
+        GpuxResult result = GpuxRunner.Run(args);
+
+        AssertBadInput(result, expected);
+    }
+
+    [Fact]
+    public void MissingConfigFile_IsBadInput_NamingTheFile()
+    {
+        string missing = Path.Combine(_temp.Path, "nope.json");
+
+        AssertBadInput(GpuxRunner.Run("stress", "--config", missing), $"{missing}: file not found");
+    }
+
+    [Fact]
+    public void MalformedConfigFile_IsBadInput_NamingTheFile()
+    {
+        string file = _temp.Write("{ \"Engine\": { \"PoolPages\": 12,, } }");
+
+        AssertBadInput(GpuxRunner.Run("info", "--config", file), $"{file}: malformed JSON");
+    }
+
+    [Fact]
+    public void UnknownConfigKey_IsBadInput_NamingFileAndKey()
+    {
+        string file = _temp.Write("""{ "Engine": { "PoolPagez": 12 } }""");
+
+        AssertBadInput(GpuxRunner.Run("stress", "--config", file, "--seconds", "1"), $"{file}: Engine:PoolPagez: unknown key");
+    }
+
+    [Fact]
+    public void BadEnvironmentVariable_IsBadInput_NamingTheVariable()
+    {
+        var environment = new Hashtable { ["GPUX_ENGINE__POOLPAGES"] = "many" };
+
+        AssertBadInput(GpuxRunner.Run(environment, "info"), "environment variable GPUX_ENGINE__POOLPAGES: Engine:PoolPages: 'many' is not a whole number");
+    }
+
+    [Fact]
+    public void UnwritableJsonReport_IsBadInput_BeforeTheRunStarts()
+    {
+        string path = Path.Combine(_temp.Path, "no-such-dir", "report.json");
+
+        GpuxResult result = GpuxRunner.Run("stress", "--json", path, "--seconds", "1");
+
+        AssertBadInput(result, $"cannot write --json {path}");
+    }
+
+    private static void AssertBadInput(GpuxResult result, string expected)
+    {
+        Assert.Equal(ExitCodes.BadInput, result.ExitCode);
+        string line = Assert.Single(result.StderrLines);
+        Assert.StartsWith("gpux: ", line, StringComparison.Ordinal);
+        Assert.Contains(expected, line, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(string.Empty, result.Stdout);
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class GpuxCollection
+{
+    // gpux runs share the console (Ctrl+C handler, logger) and the two CI cores: one at a time.
+    public const string Name = "gpux";
+}

@@ -1,0 +1,222 @@
+using System.Collections;
+using Microsoft.Extensions.Logging;
+
+namespace GpuExclusive.Tests.Configuration;
+
+public sealed class EngineSettingsLoaderTests : IDisposable
+{
+    private static readonly Hashtable NoEnvironment = new();
+    private readonly TempDirectory _temp = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public void Load_WithNothingGiven_ReturnsTheDocumentedDefaults()
+    {
+        EngineSettings settings = EngineSettingsLoader.Load(null, null, NoEnvironment);
+
+        Assert.Equal(16384, settings.PoolPages);
+        Assert.Equal(AcceleratorKind.Auto, settings.Accelerator);
+        Assert.Equal(0, settings.KernelGroupSize);
+        Assert.Equal(0, settings.KernelGroups);
+        Assert.Equal(50, settings.StopPollIntervalMicroseconds);
+        Assert.Equal(LogLevel.Warning, settings.DefaultLogLevel);
+        Assert.Empty(settings.CategoryLogLevels);
+        Assert.All(settings.Values, v => Assert.Equal(SettingSource.Default, v.Source));
+        Assert.Equal(EngineSettingsLoader.KnownKeys, settings.Values.Select(v => v.Key).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void ShippedRuntimeSettings_IsValid_AndMatchesTheDefaults()
+    {
+        string shipped = Path.Combine(RepositoryRoot(), "runtimesettings.json");
+
+        EngineSettings fromFile = EngineSettingsLoader.Load(shipped, null, NoEnvironment);
+        var defaults = new EngineSettings();
+
+        Assert.Equal(defaults.PoolPages, fromFile.PoolPages);
+        Assert.Equal(defaults.Accelerator, fromFile.Accelerator);
+        Assert.Equal(defaults.KernelGroupSize, fromFile.KernelGroupSize);
+        Assert.Equal(defaults.KernelGroups, fromFile.KernelGroups);
+        Assert.Equal(defaults.StopPollIntervalMicroseconds, fromFile.StopPollIntervalMicroseconds);
+        Assert.Equal(defaults.DefaultLogLevel, fromFile.DefaultLogLevel);
+    }
+
+    [Fact]
+    public void File_OverridesDefaults_AndEveryValueNamesItsSource()
+    {
+        string file = _temp.Write("""
+            {
+              // comments are allowed, as in appsettings.json
+              "engine": { "poolPages": 128, "Accelerator": "cpu", "KernelGroups": 4 },
+              "Logging": { "LogLevel": { "Default": "debug", "GpuExclusive.Paging": "Trace" } }
+            }
+            """);
+
+        EngineSettings settings = EngineSettingsLoader.Load(file, null, NoEnvironment);
+
+        Assert.Equal(128, settings.PoolPages);
+        Assert.Equal(AcceleratorKind.Cpu, settings.Accelerator);
+        Assert.Equal(4, settings.KernelGroups);
+        Assert.Equal(LogLevel.Debug, settings.DefaultLogLevel);
+        Assert.Equal(LogLevel.Trace, settings.CategoryLogLevels["GpuExclusive.Paging"]);
+        SettingValue pool = Assert.Single(settings.Values, v => v.Key == "Engine:PoolPages");
+        Assert.Equal(new SettingValue("Engine:PoolPages", "128", SettingSource.File, file), pool);
+        Assert.Equal(SettingSource.Default, Assert.Single(settings.Values, v => v.Key == "Engine:KernelGroupSize").Source);
+    }
+
+    [Fact]
+    public void Environment_BeatsFile()
+    {
+        string file = _temp.Write("""{ "Engine": { "PoolPages": 128 } }""");
+        var environment = new Hashtable { ["GPUX_ENGINE__POOLPAGES"] = "256", ["PATH"] = "/bin", ["GPUXENGINE__POOLPAGES"] = "1" };
+
+        EngineSettings settings = EngineSettingsLoader.Load(file, null, environment);
+
+        Assert.Equal(256, settings.PoolPages);
+        Assert.Equal(
+            new SettingValue("Engine:PoolPages", "256", SettingSource.Environment, "GPUX_ENGINE__POOLPAGES"),
+            Assert.Single(settings.Values, v => v.Key == "Engine:PoolPages"));
+    }
+
+    [Fact]
+    public void Flag_BeatsEnvironment()
+    {
+        var environment = new Hashtable { ["GPUX_ENGINE__POOLPAGES"] = "256", ["GPUX_LOGGING__LOGLEVEL__DEFAULT"] = "Error" };
+        var overrides = new Dictionary<string, string?> { ["Engine:PoolPages"] = "512" };
+
+        EngineSettings settings = EngineSettingsLoader.Load(null, overrides, environment);
+
+        Assert.Equal(512, settings.PoolPages);
+        Assert.Equal(SettingSource.CommandLine, Assert.Single(settings.Values, v => v.Key == "Engine:PoolPages").Source);
+        Assert.Equal(LogLevel.Error, settings.DefaultLogLevel);
+        Assert.Equal(SettingSource.Environment, Assert.Single(settings.Values, v => v.Key == "Logging:LogLevel:Default").Source);
+    }
+
+    [Fact]
+    public void CategoryLevels_FromEveryLayer_AreMerged()
+    {
+        string file = _temp.Write("""{ "Logging": { "LogLevel": { "GpuExclusive": "Information", "GpuExclusive.Memory": "Debug" } } }""");
+        var environment = new Hashtable { ["GPUX_LOGGING__LOGLEVEL__GPUEXCLUSIVE"] = "Error" };
+
+        EngineSettings settings = EngineSettingsLoader.Load(file, null, environment);
+
+        Assert.Equal(LogLevel.Error, settings.CategoryLogLevels["GpuExclusive"]);
+        Assert.Equal(LogLevel.Debug, settings.CategoryLogLevels["GpuExclusive.Memory"]);
+    }
+
+    public static TheoryData<string, string, string> BadFiles => new()
+    {
+        // file content, key the message must name, a word of the problem
+        { """{ "Engine": { "PoolPages": } }""", "", "malformed JSON" },
+        { """{ "Engine": { "PoolPages": 1 """, "", "malformed JSON" },
+        { "", "", "malformed JSON" },
+        { """{ "Engine": { "PoolPage": 1 } }""", "Engine:PoolPage", "unknown key" },
+        { """{ "Engin": { "PoolPages": 1 } }""", "Engin", "unknown key" },
+        { """{ "Logging": { "Console": { "FormatterName": "json" } } }""", "Logging:Console", "unknown key" },
+        { """{ "Engine": 5 }""", "Engine", "must be a section" },
+        { """{ "Engine": { "PoolPages": "lots" } }""", "Engine:PoolPages", "not a whole number" },
+        { """{ "Engine": { "PoolPages": 1.5 } }""", "Engine:PoolPages", "not a whole number" },
+        { """{ "Engine": { "PoolPages": 0 } }""", "Engine:PoolPages", "out of range" },
+        { """{ "Engine": { "PoolPages": 2147483648 } }""", "Engine:PoolPages", "out of range" },
+        { """{ "Engine": { "PoolPages": null } }""", "Engine:PoolPages", "no value" },
+        { """{ "Engine": { "KernelGroupSize": 2048 } }""", "Engine:KernelGroupSize", "out of range" },
+        { """{ "Engine": { "KernelGroups": -1 } }""", "Engine:KernelGroups", "out of range" },
+        { """{ "Engine": { "StopPollIntervalMicroseconds": 0 } }""", "Engine:StopPollIntervalMicroseconds", "out of range" },
+        { """{ "Engine": { "Accelerator": "Quantum" } }""", "Engine:Accelerator", "not one of" },
+        { """{ "Engine": { "Accelerator": "1" } }""", "Engine:Accelerator", "not one of" },
+        { """{ "Logging": { "LogLevel": { "Default": "Loud" } } }""", "Logging:LogLevel:Default", "not a log level" },
+        { """{ "Logging": { "LogLevel": { "GpuExclusive": "" } } }""", "Logging:LogLevel:GpuExclusive", "no value" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadFiles))]
+    public void BadFile_ThrowsConfigurationException_NamingFileAndKey(string content, string key, string problem)
+    {
+        string file = _temp.Write(content);
+
+        var e = Assert.Throws<ConfigurationException>(() => EngineSettingsLoader.Load(file, null, NoEnvironment));
+
+        Assert.Contains(file, e.Message, StringComparison.Ordinal);
+        Assert.Contains(problem, e.Message, StringComparison.Ordinal);
+        Assert.Equal(file, e.Origin);
+        if (key.Length > 0)
+        {
+            Assert.Equal(key, e.Key);
+            Assert.Contains(key, e.Message, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Null(e.Key);
+        }
+    }
+
+    [Fact]
+    public void MissingExplicitFile_ThrowsNamingIt()
+    {
+        string missing = Path.Combine(_temp.Path, "absent.json");
+
+        var e = Assert.Throws<ConfigurationException>(() => EngineSettingsLoader.Load(missing, null, NoEnvironment));
+
+        Assert.Equal($"{missing}: file not found", e.Message);
+    }
+
+    [Fact]
+    public void DirectoryGivenAsFile_ThrowsCannotRead()
+    {
+        var e = Assert.Throws<ConfigurationException>(() => EngineSettingsLoader.Load(_temp.Path, null, NoEnvironment));
+
+        Assert.StartsWith($"{_temp.Path}: cannot read the file", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("GPUX_ENGINE__POOLPAGES", "abc", "Engine:PoolPages", "not a whole number")]
+    [InlineData("GPUX_ENGINE__ACCELERATOR", "tpu", "Engine:Accelerator", "not one of")]
+    [InlineData("GPUX_ENGINE_POOLPAGES", "5", "ENGINE_POOLPAGES", "unknown key")]
+    [InlineData("GPUX_ENGINE__POOLPAGES", "", "Engine:PoolPages", "no value")]
+    public void BadEnvironmentVariable_ThrowsNamingTheVariableAndKey(string variable, string value, string key, string problem)
+    {
+        var environment = new Hashtable { [variable] = value };
+
+        var e = Assert.Throws<ConfigurationException>(() => EngineSettingsLoader.Load(null, null, environment));
+
+        Assert.Equal($"environment variable {variable}", e.Origin);
+        Assert.Equal(key, e.Key);
+        Assert.Contains(variable, e.Message, StringComparison.Ordinal);
+        Assert.Contains(problem, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BadOverride_ThrowsNamingCommandLine()
+    {
+        var overrides = new Dictionary<string, string?> { ["Engine:Accelerator"] = "nope" };
+
+        var e = Assert.Throws<ConfigurationException>(() => EngineSettingsLoader.Load(null, overrides, NoEnvironment));
+
+        Assert.Equal("command line", e.Origin);
+        Assert.Equal("Engine:Accelerator", e.Key);
+    }
+
+    [Fact]
+    public void BadFileValue_IsReported_EvenWhenTheEnvironmentOverridesIt()
+    {
+        // Validation covers every layer, so a typo in the file cannot hide behind an override.
+        string file = _temp.Write("""{ "Engine": { "PoolPages": "lots" } }""");
+        var environment = new Hashtable { ["GPUX_ENGINE__POOLPAGES"] = "64" };
+
+        var e = Assert.Throws<ConfigurationException>(() => EngineSettingsLoader.Load(file, null, environment));
+
+        Assert.Equal(file, e.Origin);
+    }
+
+    internal static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "GpuExclusive.sln")))
+                return dir.FullName;
+        }
+
+        throw new InvalidOperationException("GpuExclusive.sln not found above " + AppContext.BaseDirectory);
+    }
+}
