@@ -83,9 +83,11 @@ public sealed partial class AddressSpace
                 }
 
                 var flags = _pool.Flags(frame);
-                if (Pte.IsDeviceExclusive(pte) && !(area.IsPrivate && area.IsWritable && (flags & FrameFlags.Anon) != 0))
+                // #1 holds where entries are created (a grant needs a private writable mapping); a later Protect keeps
+                // the entry (DESIGN §3.4), so a read-only private mapping may still hold one.
+                if (Pte.IsDeviceExclusive(pte) && !(area.IsPrivate && (flags & FrameFlags.Anon) != 0))
                 {
-                    violations.Add($"space {Id}: device-exclusive entry at 0x{address:x} in {area} for a frame with flags {flags} (#1: only private writable anon)");
+                    violations.Add($"space {Id}: device-exclusive entry at 0x{address:x} in {area} for a frame with flags {flags} (#1: only private anon)");
                 }
 
                 if (area.IsPrivate && Pte.IsWritable(pte) && (flags & FrameFlags.AnonExclusive) == 0)

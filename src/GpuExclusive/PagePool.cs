@@ -199,6 +199,13 @@ public sealed unsafe class PagePool : IDisposable
         Interlocked.Increment(ref _available);
     }
 
+    /// <summary>
+    /// Raised once when the pool is disposed, before its memory is unmapped: devices that registered the pool with a
+    /// driver (CUDA's <c>cuMemHostRegister</c>) unregister it here, so a later mapping at the same address is not
+    /// mistaken for registered memory.
+    /// </summary>
+    internal event Action<PagePool>? Disposing;
+
     internal void Register(AddressSpace space)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -233,6 +240,7 @@ public sealed unsafe class PagePool : IDisposable
             return;
         }
 
+        Disposing?.Invoke(this);
         var bytes = (nuint)Capacity * PageSize;
         if (_fromMmap)
         {

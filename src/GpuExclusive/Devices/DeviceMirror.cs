@@ -717,10 +717,16 @@ public sealed class DeviceMirror : IDisposable
     }
 
     /// <summary>A temporary notifier over a range being granted or faulted in: only its sequence matters.</summary>
+    /// <remarks>
+    /// Besides its own Exclusive events it ignores the Clear its own grant fires when it takes a page back from another
+    /// device before converting it: that restore precedes the conversion this notifier guards (honouring it would make
+    /// every re-grant of a page another device holds retry forever). A real revocation of a page the grant converted
+    /// needs the frame lock the grant holds, so it cannot come in between.
+    /// </remarks>
     private sealed class GrantInterval(ExclusiveDevice device) : MmuIntervalNotifier
     {
         protected override bool Ignores(in NotifierRange range) =>
-            range.Event == NotifierEvent.Exclusive && ReferenceEquals(range.Owner, device);
+            (range.Event is NotifierEvent.Exclusive or NotifierEvent.Clear) && ReferenceEquals(range.Owner, device);
 
         protected override void Invalidate(in NotifierRange range)
         {

@@ -195,6 +195,34 @@ public sealed class ExclusiveDevice : IDisposable
         });
     }
 
+    /// <summary>
+    /// Launches the same batch kernel over <paramref name="memory"/> with a caller-built device page table: no mirror,
+    /// no faults, no replays. The baseline that "device atomics through the engine" is measured against.
+    /// </summary>
+    internal void LaunchRaw(DeviceBatch batch, HostMappedArray<long> table, MemoryBuffer memory)
+    {
+        Executor.Launch(() =>
+        {
+            Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
+            var bytes = memory.AsRawArrayView();
+            _kernel(_grid, batch.Ops.View, batch.States.View, batch.OldValues.View, table.View, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View);
+            _accelerator.Synchronize();
+            batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
+        });
+    }
+
+    /// <summary>The pool is going away (all its spaces, hence our mirrors of them, are gone): drop its binding.</summary>
+    private void ForgetPool(PagePool pool)
+    {
+        lock (_lock)
+        {
+            if (_pools.Remove(pool, out var binding))
+            {
+                binding.Dispose();
+            }
+        }
+    }
+
     internal void Forget(DeviceMirror mirror)
     {
         lock (_lock)
@@ -229,8 +257,9 @@ public sealed class ExclusiveDevice : IDisposable
 
             lock (_lock)
             {
-                foreach (var binding in _pools.Values)
+                foreach (var (pool, binding) in _pools)
                 {
+                    pool.Disposing -= ForgetPool;
                     binding.Dispose();
                 }
 
@@ -253,6 +282,7 @@ public sealed class ExclusiveDevice : IDisposable
         {
             binding = Binder.Bind((IntPtr)pool.Base, pool.Capacity * PagePool.PageSize);
             _pools[pool] = binding;
+            pool.Disposing += ForgetPool;
         }
 
         return binding;

@@ -42,6 +42,9 @@ internal sealed unsafe class HostMappedArray<T> : IDisposable
     /// <summary>The kernels' view of the array.</summary>
     internal ArrayView<T> View { get; }
 
+    /// <summary>The accelerator buffer over the memory (byte-granular).</summary>
+    internal MemoryBuffer Binding => _binding;
+
     internal T* Pointer => _pointer;
 
     internal ref T this[long index]

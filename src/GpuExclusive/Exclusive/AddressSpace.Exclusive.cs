@@ -40,7 +40,7 @@ public sealed partial class AddressSpace
             for (var page = start; page < end; page += PagePool.PageSize)
             {
                 var holdsLocks = batch.Count > 0 || granted.Count > 0;
-                var frame = FaultInWritableAndGetLocked(_areas.Find(page)!, page, reservation, mayBlock: !holdsLocks);
+                var frame = FaultInWritableAndGetLocked(_areas.Find(page)!, page, reservation, mayBlock: !holdsLocks, owner);
                 if (frame < 0)
                 {
                     ConvertBatchLocked(batch, owner, granted);
@@ -138,7 +138,7 @@ public sealed partial class AddressSpace
                 // The PTE changed under us (another fault replaced or restored it): fault it in again and retry. We hold
                 // locks, so only a free lock may be taken; a busy page is simply not granted this time.
                 ReleaseGranted(page);
-                var frame = FaultInWritableAndGetLocked(_areas.Find(page.Address)!, page.Address, reservation: null, mayBlock: false);
+                var frame = FaultInWritableAndGetLocked(_areas.Find(page.Address)!, page.Address, reservation: null, mayBlock: false, owner);
                 if (frame >= 0 && FrameLock.TryLock(ref _pool.Meta(frame).LockWord))
                 {
                     batch.Add(new GrantedPage(page.Address, frame));
@@ -153,10 +153,11 @@ public sealed partial class AddressSpace
 
     /// <summary>
     /// Faults <paramref name="page"/> in for write and returns its frame with a reference. A device-exclusive entry is
-    /// restored first (revoking the other owner); when <paramref name="mayBlock"/> is false and its page lock is busy,
-    /// returns -1 instead of waiting.
+    /// restored first (revoking the other owner; the <see cref="NotifierEvent.Clear"/> carries <paramref name="owner"/>,
+    /// so the granting device's own retry check can tell it from a revocation that races with the grant); when
+    /// <paramref name="mayBlock"/> is false and its page lock is busy, returns -1 instead of waiting.
     /// </summary>
-    private long FaultInWritableAndGetLocked(Vma area, ulong page, FrameReservation? reservation, bool mayBlock)
+    private long FaultInWritableAndGetLocked(Vma area, ulong page, FrameReservation? reservation, bool mayBlock, object owner)
     {
         var leaf = _pageTable.GetOrCreateLeaf(page);
         ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
@@ -165,7 +166,7 @@ public sealed partial class AddressSpace
             var pte = Volatile.Read(ref entry);
             if (Pte.IsDeviceExclusive(pte))
             {
-                if (!RestoreDeviceExclusiveLocked(area, leaf, page, pte, mayBlock))
+                if (!RestoreDeviceExclusiveLocked(area, leaf, page, pte, mayBlock, owner))
                 {
                     return -1;
                 }
@@ -232,7 +233,7 @@ public sealed partial class AddressSpace
     /// restore a present PTE if the entry is still the one we saw. The access is retried either way.
     /// </summary>
     /// <returns>False only when <paramref name="mayBlock"/> is false and the page lock is busy.</returns>
-    private bool RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, bool mayBlock = true)
+    private bool RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, bool mayBlock = true, object? owner = null)
     {
         Log.Fault(_logger, Id, "device-exclusive", page, false);
         var frame = Pte.Frame(pte);
@@ -256,7 +257,7 @@ public sealed partial class AddressSpace
 
             try
             {
-                using (_notifiers.Start(new NotifierRange(page, page + PagePool.PageSize, NotifierEvent.Clear)))
+                using (_notifiers.Start(new NotifierRange(page, page + PagePool.PageSize, NotifierEvent.Clear, owner)))
                 {
                     ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
                     lock (leaf.Lock)
