@@ -362,8 +362,15 @@ public sealed partial class AddressSpace : IDisposable
     }
 
     /// <summary>What the page table and the frame say about the page containing <paramref name="address"/>.</summary>
+    /// <remarks>May be called from a notifier callback of this space: it then reads under the lock the callback runs under.</remarks>
     public PageInfo Inspect(ulong address)
     {
+        if (_mmapLock.IsWriteLockHeld || _mmapLock.IsReadLockHeld)
+        {
+            ThrowIfDisposed();
+            return InspectLocked(address);
+        }
+
         _mmapLock.EnterReadLock();
         try
         {

@@ -25,12 +25,14 @@ internal readonly record struct AcceleratorChoice(AcceleratorKind Kind, int Cand
 
 /// <summary>
 /// Which accelerator <see cref="AcceleratorKind.Auto"/> and the explicit kinds resolve to. Auto prefers CUDA
-/// (coherent zero-copy host memory through <c>cuMemHostRegister</c>), then OpenCL, else the CPU accelerator,
+/// (zero-copy host memory through <c>cuMemHostRegister</c>), else the CPU accelerator (OpenCL is skipped: no zero-copy view of the pool),
 /// which always exists and is what CI runs. Within a kind the first device ILGPU lists wins, as CUDA's device 0 would.
 /// </summary>
 internal static class AcceleratorSelection
 {
-    private static readonly AcceleratorKind[] AutoPreference = [AcceleratorKind.Cuda, AcceleratorKind.OpenCL, AcceleratorKind.Cpu];
+    // OpenCL is not in Auto's list: ILGPU's OpenCL backend cannot view the host page pool zero-copy, so an explicit
+    // OpenCL request is refused with that reason (ExclusiveDevice.Open) and Auto goes straight to the CPU accelerator.
+    private static readonly AcceleratorKind[] AutoPreference = [AcceleratorKind.Cuda, AcceleratorKind.Cpu];
 
     /// <summary>Lists every device of <paramref name="context"/> as a candidate.</summary>
     public static IReadOnlyList<AcceleratorCandidate> Describe(Context context)
@@ -75,7 +77,7 @@ internal static class AcceleratorSelection
             {
                 string reason = skipped.Count == 0
                     ? $"Auto prefers {kind} and one is present"
-                    : $"Auto prefers Cuda, then OpenCL, then Cpu; no {string.Join(" or ", skipped)} device is visible";
+                    : $"Auto prefers Cuda, then Cpu (OpenCL cannot map the page pool zero-copy); no {string.Join(" or ", skipped)} device is visible";
                 return new AcceleratorChoice(kind, index, reason);
             }
 

@@ -20,12 +20,13 @@ public sealed class AcceleratorSelectionTests
     }
 
     [Fact]
-    public void Auto_PrefersOpenCL_OverCpu()
+    public void Auto_SkipsOpenCL_BecauseItCannotMapThePoolZeroCopy()
     {
-        AcceleratorChoice choice = AcceleratorSelection.Choose(AcceleratorKind.Auto, [Cpu(0), OpenCL(1)]);
+        AcceleratorChoice choice = AcceleratorSelection.Choose(AcceleratorKind.Auto, [OpenCL(0), Cpu(1)]);
 
-        Assert.Equal(AcceleratorKind.OpenCL, choice.Kind);
-        Assert.Contains("no Cuda", choice.Reason, StringComparison.Ordinal);
+        Assert.Equal(AcceleratorKind.Cpu, choice.Kind);
+        Assert.Equal(1, choice.CandidateIndex);
+        Assert.Contains("zero-copy", choice.Reason, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -35,7 +36,7 @@ public sealed class AcceleratorSelectionTests
 
         Assert.Equal(AcceleratorKind.Cpu, choice.Kind);
         Assert.True(choice.Found);
-        Assert.Contains("no Cuda or OpenCL", choice.Reason, StringComparison.Ordinal);
+        Assert.Contains("no Cuda device", choice.Reason, StringComparison.Ordinal);
     }
 
     [Fact]

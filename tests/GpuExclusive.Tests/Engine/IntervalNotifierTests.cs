@@ -1,0 +1,213 @@
+namespace GpuExclusive.Tests.Engine;
+
+/// <summary>
+/// Interval notifiers and their sequence (<c>mmu_interval_read_begin/retry</c>): only invalidations that overlap
+/// the interval and are not ignored make <see cref="MmuIntervalNotifier.ReadRetry"/> true.
+/// </summary>
+public sealed class IntervalNotifierTests : EngineTest
+{
+    private sealed class Interval(AddressSpace? space = null, ulong probe = 0) : MmuIntervalNotifier
+    {
+        private readonly Lock _gate = new(); // guards Seen and SeenStates
+        public List<NotifierRange> Seen { get; } = [];
+        public List<PageState> SeenStates { get; } = [];
+        public Func<NotifierRange, bool>? IgnoreWhen { get; init; }
+
+        public int Count
+        {
+            get { lock (_gate) return Seen.Count; }
+        }
+
+        protected override bool Ignores(in NotifierRange range) => IgnoreWhen?.Invoke(range) ?? false;
+
+        protected override void Invalidate(in NotifierRange range)
+        {
+            var state = space is null || range.Event == NotifierEvent.Release ? PageState.Unmapped : space.Inspect(probe).State;
+            lock (_gate)
+            {
+                Seen.Add(range);
+                SeenStates.Add(state);
+            }
+        }
+    }
+
+    /// <summary>A 3-page private mapping, fully written, with an interval notifier over its middle page.</summary>
+    /// <remarks>With <paramref name="probe"/>, the notifier also inspects the middle page from its callback.</remarks>
+    private (AddressSpace Space, ulong Address, Interval Notifier, IDisposable Registration) Setup(Func<NotifierRange, bool>? ignore = null, bool probe = false)
+    {
+        var space = NewSpace();
+        var a = space.Map(3 * Page, Protection.ReadWrite);
+        Fill(space, a, 3, 1);
+        var n = new Interval(probe ? space : null, a + Page) { IgnoreWhen = ignore };
+        var registration = space.InsertIntervalNotifier(n, a + Page, Page);
+        return (space, a, n, registration);
+    }
+
+    /// <summary>Operations that must invalidate the middle page, by name.</summary>
+    public static TheoryData<string> OverlappingOperations() => new()
+    {
+        "Unmap", "Discard", "Protect", "ClearSoftDirty", "Fork", "CowBreak", "Dispose",
+    };
+
+    private void RunOverlapping(string operation, AddressSpace space, ulong a)
+    {
+        switch (operation)
+        {
+            case "Unmap": space.Unmap(a + Page, Page); break;
+            case "Discard": space.Discard(a + Page, Page); break;
+            case "Protect": space.Protect(a + Page, Page, Protection.Read); break;
+            case "ClearSoftDirty": space.ClearSoftDirty(); break;
+            case "Fork": ForkOf(space); break;
+            case "CowBreak": space.Write(a + Page, 2); break;
+            case "Dispose": DisposeSpace(space); break;
+            default: throw new ArgumentOutOfRangeException(nameof(operation), operation, null);
+        }
+    }
+
+    [Fact]
+    public void ReadRetry_WithNoInvalidation_IsFalse()
+    {
+        var (space, a, n, _) = Setup();
+        var seq = n.ReadBegin();
+
+        space.Write(a + Page, 5);
+        _ = space.Read<int>(a + Page);
+        space.AtomicAdd(a + Page + 8, 1);
+        var b = space.Map(Page, Protection.ReadWrite);
+        space.Write(b, 1);
+
+        Assert.False(n.ReadRetry(seq));
+        Assert.Equal(0, n.Count);
+    }
+
+    [Theory]
+    [MemberData(nameof(OverlappingOperations))]
+    public void ReadRetry_AfterAnOverlappingInvalidation_IsTrue(string operation)
+    {
+        var (space, a, n, _) = Setup();
+        if (operation == "CowBreak")
+            ForkOf(space);
+        var seq = n.ReadBegin();
+
+        RunBounded(() => RunOverlapping(operation, space, a));
+
+        Assert.True(n.ReadRetry(seq));
+        Assert.NotEqual(0, n.Count);
+        Assert.All(n.Seen, r => Assert.True(r.Overlaps(a + Page, a + 2 * Page)));
+    }
+
+    [Fact]
+    public void Invalidate_RunsBeforeThePtesChange()
+    {
+        var (space, a, n, _) = Setup(probe: true);
+
+        RunBounded(() => space.Discard(a + Page, Page));
+
+        Assert.Equal([PageState.Present], n.SeenStates);
+        Assert.Equal(NotifierEvent.Clear, Assert.Single(n.Seen).Event);
+    }
+
+    [Fact]
+    public void ReadRetry_AfterInvalidationsOutsideTheInterval_IsFalse()
+    {
+        var (space, a, n, _) = Setup();
+        var child = ForkOf(space);
+        space.Write(a + Page, 3); // break COW in the interval now, before the sequence is read
+        var calls = n.Count;
+        var seq = n.ReadBegin();
+
+        space.Write(a, 2); // COW break outside
+        space.Discard(a, Page);
+        space.Protect(a + 2 * Page, Page, Protection.Read);
+        space.Unmap(a + 2 * Page, Page);
+        child.Discard(a + Page, Page); // another space entirely
+        child.Unmap(a, 3 * Page);
+
+        Assert.False(n.ReadRetry(seq));
+        Assert.Equal(calls, n.Count);
+    }
+
+    [Fact]
+    public void ReadRetry_AfterAnIgnoredInvalidation_IsFalse_ButNotAfterOthers()
+    {
+        var (space, a, n, _) = Setup(ignore: r => r.Event == NotifierEvent.Protection);
+        var seq = n.ReadBegin();
+
+        space.Protect(a, 3 * Page, Protection.Read);
+        Assert.False(n.ReadRetry(seq));
+
+        space.Discard(a + Page, Page);
+        Assert.True(n.ReadRetry(seq));
+    }
+
+    [Fact]
+    public void ReadBegin_AfterARetry_StartsAValidReadAgain()
+    {
+        var (space, a, n, _) = Setup();
+        var first = n.ReadBegin();
+        space.Discard(a + Page, Page);
+        Assert.True(n.ReadRetry(first));
+
+        var second = n.ReadBegin();
+
+        Assert.False(n.ReadRetry(second));
+        Assert.True(n.ReadRetry(first));
+        space.Protect(a + Page, Page, Protection.Read);
+        Assert.True(n.ReadRetry(second));
+    }
+
+    [Fact]
+    public void Interval_CoveringOnlyPartOfARange_IsStillInvalidated()
+    {
+        var (space, a, n, _) = Setup();
+        var seq = n.ReadBegin();
+
+        space.Discard(a, 3 * Page);
+
+        Assert.True(n.ReadRetry(seq));
+        Assert.All(n.Seen, r => Assert.True(r.Overlaps(a + Page, a + 2 * Page)));
+    }
+
+    [Fact]
+    public void RemovedIntervalNotifier_IsNoLongerCalled()
+    {
+        var (space, a, n, registration) = Setup();
+        registration.Dispose();
+
+        space.Discard(a + Page, Page);
+        space.Unmap(a, 3 * Page);
+
+        Assert.Equal(0, n.Count);
+    }
+
+    [Fact]
+    public void TwoIntervals_OnlyTheOverlappedOneRetries()
+    {
+        var space = NewSpace();
+        var a = space.Map(2 * Page, Protection.ReadWrite);
+        Fill(space, a, 2, 1);
+        var low = new Interval();
+        var high = new Interval();
+        using var r1 = space.InsertIntervalNotifier(low, a, Page);
+        using var r2 = space.InsertIntervalNotifier(high, a + Page, Page);
+        var lowSeq = low.ReadBegin();
+        var highSeq = high.ReadBegin();
+
+        space.Discard(a + Page, Page);
+
+        Assert.False(low.ReadRetry(lowSeq));
+        Assert.True(high.ReadRetry(highSeq));
+    }
+
+    [Theory]
+    [InlineData(1UL, 4096UL)]
+    [InlineData(0UL, 0UL)]
+    [InlineData(0UL, 100UL)]
+    public void InsertIntervalNotifier_BadRange_Throws(ulong offset, ulong length)
+    {
+        var space = NewSpace();
+        var a = space.Map(Page, Protection.ReadWrite);
+
+        Assert.ThrowsAny<ArgumentException>(() => space.InsertIntervalNotifier(new Interval(), a + offset, length));
+    }
+}

@@ -1,0 +1,43 @@
+namespace GpuExclusive.Tests.Engine;
+
+/// <summary>Pins the library's exported types to the contract of DESIGN §5 (STYLE: the surface must not grow by accident).</summary>
+public sealed class PublicSurfaceTests
+{
+    /// <summary>
+    /// DESIGN §5, plus the notifier types <c>RegisterNotifier</c>/<c>InsertIntervalNotifier</c> take, plus deliberate
+    /// additions (DESIGN §5: "add to it, don't rename it"): the invariant checker embedders and <c>gpux stress</c> run,
+    /// and the settings embedders load from <c>runtimesettings.json</c> (DESIGN §6).
+    /// A new public type belongs in this list only on purpose.
+    /// </summary>
+    private static readonly HashSet<string> Contract =
+    [
+        "GpuExclusive.PagePool", "GpuExclusive.AddressSpace", "GpuExclusive.Protection", "GpuExclusive.Sharing",
+        "GpuExclusive.PageState", "GpuExclusive.PageInfo", "GpuExclusive.MemoryAccessException",
+        "GpuExclusive.AcceleratorKind", "GpuExclusive.ExclusiveDevice", "GpuExclusive.DeviceMirror",
+        "GpuExclusive.DeviceStatus", "GpuExclusive.AtomicKind", "GpuExclusive.AtomicOp", "GpuExclusive.BatchResult",
+        "GpuExclusive.MmuNotifier", "GpuExclusive.MmuIntervalNotifier", "GpuExclusive.NotifierRange", "GpuExclusive.NotifierEvent",
+        "GpuExclusive.Diagnostics.InvariantChecker", "GpuExclusive.Diagnostics.InvariantViolationException",
+        "GpuExclusive.EngineSettings", "GpuExclusive.EngineSettingsLoader", "GpuExclusive.SettingSource",
+        "GpuExclusive.SettingValue", "GpuExclusive.ConfigurationException",
+    ];
+
+    [Fact]
+    public void Library_ExportsOnlyContractTypes()
+    {
+        var exported = typeof(PagePool).Assembly.GetExportedTypes();
+
+        var extra = exported.Select(t => t.FullName!).Where(name => !Contract.Contains(name)).Order().ToArray();
+
+        Assert.True(extra.Length == 0, "public types outside the contract: " + string.Join(", ", extra));
+    }
+
+    [Fact]
+    public void EngineTypes_AreSealed()
+    {
+        Assert.True(typeof(PagePool).IsSealed);
+        Assert.True(typeof(AddressSpace).IsSealed);
+        Assert.True(typeof(MemoryAccessException).IsSealed);
+        Assert.True(typeof(MmuNotifier).IsAbstract);
+        Assert.True(typeof(MmuIntervalNotifier).IsAbstract);
+    }
+}

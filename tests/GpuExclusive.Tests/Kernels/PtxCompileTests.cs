@@ -1,0 +1,45 @@
+using GpuExclusive.Kernels;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime.Cuda;
+
+namespace GpuExclusive.Tests.Kernels;
+
+/// <summary>
+/// The CUDA path without a GPU: the batch kernel must compile to PTX (the CPU accelerator runs kernels as plain .NET
+/// code, so only this proves it is valid device code), and the atomics it relies on must be there.
+/// </summary>
+public sealed class PtxCompileTests
+{
+    private static readonly Lazy<string> Ptx = new(CompileBatchKernel);
+
+    [Fact]
+    public void BatchKernel_CompilesToPtx_ForHopper() => Assert.Contains(".entry", Ptx.Value, StringComparison.Ordinal);
+
+    [Theory]
+    [InlineData("atom.or.b32")]   // the stop-flag poll is an atomic load, not a plain one a GPU may cache
+    [InlineData("atom.add.u32")]  // 32-bit Add (and the fault-buffer index)
+    [InlineData("atom.cas.b32")]  // 32-bit CompareExchange
+    [InlineData("atom.cas.b64")]  // 64-bit CompareExchange
+    [InlineData("atom.exch.b64")] // 64-bit Exchange
+    [InlineData("atom.min.s64")]  // signed 64-bit Min
+    [InlineData("atom.max.s32")]  // signed 32-bit Max
+    [InlineData("atom.xor.b64")]  // 64-bit Xor
+    [InlineData("membar.sys")]    // the op's result is published system-wide before its state says Done
+    public void BatchKernel_Ptx_UsesTheExpectedInstruction(string instruction) =>
+        Assert.Contains(instruction, Ptx.Value, StringComparison.Ordinal);
+
+    [Fact]
+    public void BatchKernel_Ptx_ReadsDevicePtesAtomically() =>
+        Assert.Contains("atom.or.b64", Ptx.Value, StringComparison.Ordinal);
+
+    private static string CompileBatchKernel()
+    {
+        using var context = Context.Create(builder => builder.Default());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null!);
+        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(typeof(AtomicBatchKernel).GetMethod(nameof(AtomicBatchKernel.Apply))!);
+        var kernel = (PTXCompiledKernel)backend.Compile(entry, default);
+        return kernel.PTXAssembly;
+    }
+}
