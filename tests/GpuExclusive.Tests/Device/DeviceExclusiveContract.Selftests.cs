@@ -86,6 +86,8 @@ public abstract partial class DeviceExclusiveContract
             Assert.Equal(PageState.DeviceExclusive, Space.Inspect(buffer + ((ulong)p * Page)).State); // mprotect keeps the entry
         }
 
+        // DESIGN §3.4: Protect keeps device-exclusive entries, now in a read-only mapping, exactly as Linux does before
+        // the selftest's munmap; the invariants must accept that state (§3.5 #1 is about where entries are created).
         AssertInvariants();
         var freeBefore = Pool.FreePages;
         Space.Unmap(buffer, length);
