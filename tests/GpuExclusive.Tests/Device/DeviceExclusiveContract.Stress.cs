@@ -1,0 +1,251 @@
+namespace GpuExclusive.Tests.Device;
+
+/// <summary>
+/// Bounded concurrency tests: exactly-once under revocation (DESIGN §3.5 #4), forward progress (#6), and disposal while
+/// a batch runs. Every wait is bounded by <see cref="Bound"/>; a hang fails the test.
+/// </summary>
+public abstract partial class DeviceExclusiveContract
+{
+    private const int Counters = 16;
+
+    [DeviceFact]
+    public void Run_WithTwoCpuThreadsAddingToTheSameCounters_AppliesEveryAddExactlyOnce_AndOldValuesArePermutation()
+    {
+        const int Batches = 30;
+        const int SharedOpsPerBatch = 192;
+        const int DedicatedOpsPerBatch = 64;
+        const int CpuAddLimit = 20_000_000; // a safety cap only: the CPU threads add for as long as the device runs
+        var counters = Space.Map(Page, Protection.ReadWrite); // 16 ints at the start of one page
+        var dedicated = counters + 1024;                      // same page: only the device adds here
+        using var start = new Barrier(3);
+        var deviceDone = 0;
+
+        var device = Start(() =>
+        {
+            start.SignalAndWait(Bound);
+            long sharedCompleted = 0, revoked = 0;
+            var dedicatedOld = new List<long>();
+            try
+            {
+                for (var b = 0; b < Batches; b++)
+                {
+                    var ops = new AtomicOp[SharedOpsPerBatch + DedicatedOpsPerBatch];
+                    for (var i = 0; i < ops.Length; i++)
+                    {
+                        ops[i] = i % 4 == 3
+                            ? new AtomicOp(dedicated, AtomicKind.Add, 1)
+                            : new AtomicOp(counters + ((ulong)(i % Counters) * 4), AtomicKind.Add, 1);
+                    }
+
+                    var old = new long[ops.Length];
+                    var result = Mirror.Run(ops, old);
+                    Assert.Equal(ops.Length, result.Completed);
+                    sharedCompleted += SharedOpsPerBatch;
+                    revoked += result.DeviceFaults;
+                    for (var i = 3; i < ops.Length; i += 4)
+                    {
+                        dedicatedOld.Add(old[i]);
+                    }
+                }
+            }
+            finally
+            {
+                Volatile.Write(ref deviceDone, 1);
+            }
+
+            return (sharedCompleted, revoked, dedicatedOld);
+        });
+        var cpus = Enumerable.Range(0, 2).Select(t => Start(() =>
+        {
+            start.SignalAndWait(Bound);
+            var adds = 0L;
+            for (var k = t; adds < CpuAddLimit && Volatile.Read(ref deviceDone) == 0; k++)
+            {
+                Space.AtomicAdd(counters + ((ulong)(k % Counters) * 4), 1);
+                adds++;
+            }
+
+            return adds;
+        })).ToArray();
+
+        AssertFinishes(device, "the device thread");
+        foreach (var cpu in cpus)
+        {
+            AssertFinishes(cpu, "a CPU thread");
+        }
+
+        var (deviceAdds, deviceFaults, dedicatedOldValues) = device.Result;
+        var cpuAdds = cpus.Sum(c => c.Result);
+        var sum = Enumerable.Range(0, Counters).Sum(k => (long)Space.Read<int>(counters + ((ulong)k * 4)));
+        Assert.Equal(cpuAdds + deviceAdds, sum);
+        Assert.Equal(Batches * DedicatedOpsPerBatch, Space.Read<int>(dedicated));
+        Assert.Equal(Enumerable.Range(0, Batches * DedicatedOpsPerBatch).Select(i => (long)i), dedicatedOldValues.Order());
+        Assert.True(cpuAdds > 0 && deviceFaults > 1, $"no contention happened (CPU adds {cpuAdds}, device faults {deviceFaults}): the test proved nothing");
+        AssertCleanTeardown();
+    }
+
+    [DeviceFact]
+    public void Run_RevokedInTheMiddleOfALongBatch_ReplaysTheRest_AndAppliesEveryOpExactlyOnce()
+    {
+        const int Pages = 4;
+        const int Ops = 200_000;
+        var buffer = Space.Map(Pages * Page, Protection.ReadWrite);
+        Assert.Equal(Pages, Mirror.MakeExclusive(buffer, Pages * Page));
+        var targets = Enumerable.Range(0, Pages * 4).Select(k => buffer + ((ulong)(k / 4) * Page) + ((ulong)(k % 4) * 4)).ToArray();
+        var ops = Enumerable.Range(0, Ops).Select(i => new AtomicOp(targets[i % targets.Length], AtomicKind.Add, 1)).ToArray();
+        var launches = Device.Executor.Launches;
+
+        var run = Start(() => Mirror.Run(ops));
+        var toucher = Start(() =>
+        {
+            // Wait (bounded) until the batch's first launch is under way, then take the pages back from the CPU.
+            var deadline = DateTime.UtcNow + Bound;
+            while (Device.Executor.Launches == launches && !run.IsCompleted && DateTime.UtcNow < deadline)
+            {
+                Thread.SpinWait(20);
+            }
+
+            var adds = 0L;
+            for (var round = 0; round < 200 && !run.IsCompleted; round++)
+            {
+                var target = targets[round % targets.Length];
+                _ = Space.Read<int>(target);
+                Space.AtomicAdd(target, 1);
+                adds++;
+            }
+
+            return adds;
+        });
+
+        AssertFinishes(run, "the long batch");
+        AssertFinishes(toucher, "the CPU toucher");
+        var result = run.Result;
+        Assert.Equal(new BatchResult(Ops, 0, 0, result.DeviceFaults, result.Replays), result);
+        Assert.True(result.Replays > 0 || result.DeviceFaults > 1, $"the CPU never interrupted the batch: {result}");
+        var sum = targets.Sum(t => (long)Space.Read<int>(t));
+        Assert.Equal(Ops + toucher.Result, sum);
+        AssertCleanTeardown();
+    }
+
+    [DeviceFact]
+    public void TwoDevices_RunningConcurrentlyOnOnePage_BothMakeProgress_AndTotalsAreExact()
+    {
+        const int Batches = 25;
+        const int OpsPerBatch = 512;
+        var buffer = Space.Map(Page, Protection.ReadWrite);
+        var mirrors = new[] { Mirror, Own(Fixture.SecondDevice.Mirror(Space)) };
+        using var start = new Barrier(2);
+
+        var players = Enumerable.Range(0, 2).Select(me => Start(() =>
+        {
+            var ops = Enumerable.Range(0, OpsPerBatch).Select(i => new AtomicOp(buffer + ((ulong)(i % 8) * 4), AtomicKind.Add, 1)).ToArray();
+            start.SignalAndWait(Bound);
+            long completed = 0;
+            for (var b = 0; b < Batches; b++)
+            {
+                completed += mirrors[me].Run(ops).Completed;
+            }
+
+            return completed;
+        })).ToArray();
+
+        foreach (var player in players)
+        {
+            AssertFinishes(player, "a device thread");
+            Assert.Equal(Batches * OpsPerBatch, player.Result);
+        }
+
+        var sum = Enumerable.Range(0, 8).Sum(k => (long)Space.Read<int>(buffer + ((ulong)k * 4)));
+        Assert.Equal(2L * Batches * OpsPerBatch, sum);
+        AssertCleanTeardown();
+    }
+
+    [DeviceFact]
+    public void DisposingTheSpace_WhileALongBatchRuns_StopsItCleanly_AndReturnsEveryFrame()
+    {
+        const int Ops = 200_000;
+        var buffer = Space.Map(4 * Page, Protection.ReadWrite);
+        var ops = Enumerable.Range(0, Ops).Select(i => new AtomicOp(buffer + ((ulong)(i % 4) * Page), AtomicKind.Add, 1)).ToArray();
+        var launches = Device.Executor.Launches;
+
+        var run = Start(() => Mirror.Run(ops));
+        WaitForLaunch(Device, launches, run);
+        var dispose = Start(() =>
+        {
+            Space.Dispose();
+            return true;
+        });
+
+        AssertFinishes(dispose, "AddressSpace.Dispose during a batch");
+        AssertFinishes(run, "the batch whose space was disposed");
+        if (run.IsFaulted)
+        {
+            Assert.IsType<ObjectDisposedException>(run.Exception!.InnerException);
+        }
+        else
+        {
+            Assert.Equal(Ops, run.Result.Completed); // it finished before the disposal reached it
+        }
+
+        Assert.Throws<ObjectDisposedException>(() => Mirror.Run([new AtomicOp(buffer, AtomicKind.Add, 1)]));
+        AssertCleanTeardown();
+    }
+
+    [DeviceFact]
+    public void DisposingTheDevice_WhileALongBatchRuns_StopsItCleanly_AndTheCpuGetsThePagesBack()
+    {
+        const int Ops = 200_000;
+        var device = Own(Fixture.Open());
+        var mirror = Own(device.Mirror(Space));
+        var buffer = Space.Map(4 * Page, Protection.ReadWrite);
+        Assert.Equal(4, mirror.MakeExclusive(buffer, 4 * Page));
+        var ops = Enumerable.Range(0, Ops).Select(i => new AtomicOp(buffer + ((ulong)(i % 4) * Page), AtomicKind.Add, 1)).ToArray();
+        var launches = device.Executor.Launches;
+
+        var run = Start(() => mirror.Run(ops));
+        WaitForLaunch(device, launches, run);
+        var dispose = Start(() =>
+        {
+            device.Dispose();
+            return true;
+        });
+
+        AssertFinishes(dispose, "ExclusiveDevice.Dispose during a batch");
+        AssertFinishes(run, "the batch whose device was disposed");
+        if (run.IsFaulted)
+        {
+            Assert.IsType<ObjectDisposedException>(run.Exception!.InnerException);
+        }
+        else
+        {
+            Assert.Equal(Ops, run.Result.Completed);
+        }
+
+        // The disposed device's pages are still device-exclusive until the CPU touches them: every touch must restore them.
+        var total = Bounded("CPU reads of the disposed device's pages", () => Enumerable.Range(0, 4).Sum(p => (long)Space.Read<int>(buffer + ((ulong)p * Page))));
+        Assert.InRange(total, 0, Ops);
+        if (!run.IsFaulted)
+        {
+            Assert.Equal(Ops, total);
+        }
+
+        for (var p = 0UL; p < 4; p++)
+        {
+            Space.AtomicAdd(buffer + (p * Page), 1);
+            Assert.Equal(PageState.Present, Space.Inspect(buffer + (p * Page)).State);
+        }
+
+        AssertCleanTeardown();
+    }
+
+    /// <summary>Waits (bounded) until <paramref name="device"/> has launched since <paramref name="launches"/>, or <paramref name="run"/> ended.</summary>
+    private static void WaitForLaunch(ExclusiveDevice device, long launches, Task run)
+    {
+        var deadline = DateTime.UtcNow + Bound;
+        while (device.Executor.Launches == launches && !run.IsCompleted)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the batch never launched");
+            Thread.SpinWait(20);
+        }
+    }
+}
