@@ -1,4 +1,6 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using GpuExclusive.Paging;
 
 namespace GpuExclusive;
@@ -9,12 +11,85 @@ public sealed partial class AddressSpace
     /// <summary>Reads a <typeparamref name="T"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
     /// <exception cref="ArgumentException">The value would cross a page boundary.</exception>
     /// <exception cref="MemoryAccessException">Unmapped or unreadable.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public unsafe T Read<T>(ulong address)
         where T : unmanaged
     {
-        ThrowIfCrossesPage(address, sizeof(T));
+        if ((address & AddressRange.PageMask) + (ulong)sizeof(T) > PagePool.PageSize)
+        {
+            ThrowCrossesPage(address, sizeof(T));
+        }
+
+        ref var slot = ref TlbShootdown.Enter();
+        var pointer = TranslateInsideAccess(address, isWrite: false);
+        if (pointer != null)
+        {
+            var value = Unsafe.ReadUnaligned<T>(pointer);
+            TlbShootdown.Exit(ref slot);
+            return value;
+        }
+
+        TlbShootdown.Exit(ref slot);
+        return ReadAfterFault<T>(address);
+    }
+
+    /// <summary>Writes <paramref name="value"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
+    /// <exception cref="ArgumentException">The value would cross a page boundary.</exception>
+    /// <exception cref="MemoryAccessException">Unmapped or not writable; nothing was written.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe void Write<T>(ulong address, T value)
+        where T : unmanaged
+    {
+        if ((address & AddressRange.PageMask) + (ulong)sizeof(T) > PagePool.PageSize)
+        {
+            ThrowCrossesPage(address, sizeof(T));
+        }
+
+        ref var slot = ref TlbShootdown.Enter();
+        var pointer = TranslateInsideAccess(address, isWrite: true);
+        if (pointer != null)
+        {
+            Unsafe.WriteUnaligned(pointer, value);
+            TlbShootdown.Exit(ref slot);
+            return;
+        }
+
+        TlbShootdown.Exit(ref slot);
+        WriteAfterFault(address, value);
+    }
+
+    /// <summary>Atomically adds <paramref name="value"/> to the int at <paramref name="address"/> and returns the new value, like <see cref="Interlocked.Add(ref int, int)"/>.</summary>
+    /// <exception cref="ArgumentException">The address is not 4-byte aligned.</exception>
+    /// <exception cref="MemoryAccessException">Unmapped or not writable; nothing changed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe int AtomicAdd(ulong address, int value)
+    {
+        if ((address & 3) != 0)
+        {
+            ThrowMisalignedAtomic(address);
+        }
+
+        ref var slot = ref TlbShootdown.Enter();
+        var pointer = TranslateInsideAccess(address, isWrite: true);
+        if (pointer != null)
+        {
+            var result = Interlocked.Add(ref Unsafe.AsRef<int>(pointer), value);
+            TlbShootdown.Exit(ref slot);
+            return result;
+        }
+
+        TlbShootdown.Exit(ref slot);
+        return AtomicAddAfterFault(address, value);
+    }
+
+    // The slow paths: fault, then retry the access until it translates. Kept out of line so the fast paths inline.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe T ReadAfterFault<T>(ulong address)
+        where T : unmanaged
+    {
         while (true)
         {
+            HandleFault(address, isWrite: false);
             ref var slot = ref TlbShootdown.Enter();
             var pointer = TranslateInsideAccess(address, isWrite: false);
             if (pointer != null)
@@ -25,19 +100,16 @@ public sealed partial class AddressSpace
             }
 
             TlbShootdown.Exit(ref slot);
-            HandleFault(address, isWrite: false);
         }
     }
 
-    /// <summary>Writes <paramref name="value"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
-    /// <exception cref="ArgumentException">The value would cross a page boundary.</exception>
-    /// <exception cref="MemoryAccessException">Unmapped or not writable; nothing was written.</exception>
-    public unsafe void Write<T>(ulong address, T value)
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe void WriteAfterFault<T>(ulong address, T value)
         where T : unmanaged
     {
-        ThrowIfCrossesPage(address, sizeof(T));
         while (true)
         {
+            HandleFault(address, isWrite: true);
             ref var slot = ref TlbShootdown.Enter();
             var pointer = TranslateInsideAccess(address, isWrite: true);
             if (pointer != null)
@@ -48,22 +120,15 @@ public sealed partial class AddressSpace
             }
 
             TlbShootdown.Exit(ref slot);
-            HandleFault(address, isWrite: true);
         }
     }
 
-    /// <summary>Atomically adds <paramref name="value"/> to the int at <paramref name="address"/> and returns the new value, like <see cref="Interlocked.Add(ref int, int)"/>.</summary>
-    /// <exception cref="ArgumentException">The address is not 4-byte aligned.</exception>
-    /// <exception cref="MemoryAccessException">Unmapped or not writable; nothing changed.</exception>
-    public unsafe int AtomicAdd(ulong address, int value)
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe int AtomicAddAfterFault(ulong address, int value)
     {
-        if ((address & 3) != 0)
-        {
-            throw new ArgumentException($"AtomicAdd needs a 4-byte-aligned address; 0x{address:x} is not", nameof(address));
-        }
-
         while (true)
         {
+            HandleFault(address, isWrite: true);
             ref var slot = ref TlbShootdown.Enter();
             var pointer = TranslateInsideAccess(address, isWrite: true);
             if (pointer != null)
@@ -74,7 +139,6 @@ public sealed partial class AddressSpace
             }
 
             TlbShootdown.Exit(ref slot);
-            HandleFault(address, isWrite: true);
         }
     }
 
@@ -151,7 +215,8 @@ public sealed partial class AddressSpace
             return null;
         }
 
-        ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(address)];
+        // The index is masked to 0..511 and every leaf holds 512 entries: no bounds check needed.
+        ref var entry = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(leaf.Entries), PageTableLeaf.IndexOf(address));
         var accessed = isWrite ? Pte.Young | Pte.Dirty | Pte.SoftDirty : Pte.Young;
         while (true)
         {
@@ -203,13 +268,15 @@ public sealed partial class AddressSpace
         }
     }
 
-    private static void ThrowIfCrossesPage(ulong address, int size)
-    {
-        if ((address & AddressRange.PageMask) + (ulong)size > PagePool.PageSize)
-        {
-            throw new ArgumentException($"a {size}-byte access at 0x{address:x} would cross a page boundary", nameof(address));
-        }
-    }
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowCrossesPage(ulong address, int size) =>
+        throw new ArgumentException($"a {size}-byte access at 0x{address:x} would cross a page boundary", nameof(address));
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowMisalignedAtomic(ulong address) =>
+        throw new ArgumentException($"AtomicAdd needs a 4-byte-aligned address; 0x{address:x} is not", nameof(address));
 
     private static void ThrowIfRangeOverflows(ulong address, int length)
     {

@@ -135,7 +135,7 @@ public sealed partial class AddressSpace
         }
 
         ref var meta = ref _pool.Meta(frame);
-        FrameLock.Lock(ref meta.LockWord, frame);
+        FrameLock.Lock(ref meta.State, frame);
         try
         {
             // Our mapping's reference plus our transient one: nobody else can see the frame.
@@ -149,7 +149,7 @@ public sealed partial class AddressSpace
         }
         finally
         {
-            FrameLock.Unlock(ref meta.LockWord, frame);
+            FrameLock.Unlock(ref meta.State, frame);
             _pool.Put(frame);
         }
     }

@@ -33,10 +33,13 @@ public sealed unsafe class PagePool : IDisposable
     private readonly bool _mlocked;
     private readonly FrameMeta[] _meta;
 
-    // Free frames, used as a stack (guarded by _freeLock with _freeTop).
-    private readonly int[] _freeStack;
+    // Freed frames as a stack linked through the frames themselves: the first 8 bytes of a free frame hold the next
+    // free frame's number (-1 ends the list), so the free list costs no metadata. Frames from _neverUsed up have
+    // never been handed out: still zero from mmap, and untouched, so a large pool costs nothing until used.
+    // Both guarded by _freeLock.
     private readonly Lock _freeLock = new();
-    private int _freeTop;
+    private long _freeHead = -1;
+    private long _neverUsed;
 
     // Frames that may still be allocated: free frames minus reservations. Changed only with Interlocked.
     private long _available;
@@ -85,14 +88,6 @@ public sealed unsafe class PagePool : IDisposable
         }
 
         _meta = new FrameMeta[capacityPages];
-        _freeStack = new int[capacityPages];
-        // Lowest frame numbers on top, so a fresh pool hands out frames 0, 1, 2, ….
-        for (var i = 0; i < capacityPages; i++)
-        {
-            _freeStack[i] = (int)(capacityPages - 1 - i);
-        }
-
-        _freeTop = (int)capacityPages;
         _available = capacityPages;
         Rmap = new ReverseMap(_meta);
         Log.PoolCreated(_logger, capacityPages, (long)bytes, (nint)_base, _mlocked);
@@ -123,11 +118,11 @@ public sealed unsafe class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ref FrameMeta Meta(long frame) => ref _meta[frame];
 
-    internal FrameFlags Flags(long frame) => (FrameFlags)Volatile.Read(ref _meta[frame].Flags);
+    internal FrameFlags Flags(long frame) => (FrameFlags)Volatile.Read(ref _meta[frame].State) & FrameFlags.All;
 
-    internal void SetFlags(long frame, FrameFlags flags) => Interlocked.Or(ref _meta[frame].Flags, (int)flags);
+    internal void SetFlags(long frame, FrameFlags flags) => Interlocked.Or(ref _meta[frame].State, (int)flags);
 
-    internal void ClearFlags(long frame, FrameFlags flags) => Interlocked.And(ref _meta[frame].Flags, ~(int)flags);
+    internal void ClearFlags(long frame, FrameFlags flags) => Interlocked.And(ref _meta[frame].State, ~(int)flags);
 
     /// <summary>Allocates a zeroed frame holding one reference.</summary>
     /// <exception cref="InsufficientMemoryException">No frame is free.</exception>
@@ -189,11 +184,12 @@ public sealed unsafe class PagePool : IDisposable
 
         Debug.Assert(meta.MapCount == 0, "frame freed while still mapped");
         Debug.Assert(meta.Rmap == 0, "frame freed with reverse-map entries");
-        Debug.Assert(!FrameLock.IsLocked(ref meta.LockWord), "frame freed while locked");
-        Volatile.Write(ref meta.Flags, 0);
+        Debug.Assert(meta.State == 0 || (meta.State & ~(int)FrameFlags.All) == 0, "frame freed while locked or waited for");
+        Volatile.Write(ref meta.State, 0);
         lock (_freeLock)
         {
-            _freeStack[_freeTop++] = (int)frame;
+            *(long*)FrameAddress(frame) = _freeHead;
+            _freeHead = frame;
         }
 
         Interlocked.Increment(ref _available);
@@ -272,17 +268,32 @@ public sealed unsafe class PagePool : IDisposable
 
     private long PopZeroed()
     {
-        int frame;
+        long frame;
+        bool recycled;
         lock (_freeLock)
         {
-            Debug.Assert(_freeTop > 0, "available count and free stack disagree");
-            frame = _freeStack[--_freeTop];
+            recycled = _freeHead >= 0;
+            if (recycled)
+            {
+                frame = _freeHead;
+                _freeHead = *(long*)FrameAddress(frame);
+            }
+            else
+            {
+                Debug.Assert(_neverUsed < Capacity, "available count and free list disagree");
+                frame = _neverUsed++;
+            }
         }
 
         ref var meta = ref _meta[frame];
         Debug.Assert(meta.RefCount == 0 && meta.MapCount == 0, "allocated frame was not free");
-        NativeMemory.Clear(FrameAddress(frame), PageSize);
-        meta.Flags = 0;
+        if (recycled)
+        {
+            // A freed frame's contents (and our free-list link) must never reach a new mapping.
+            NativeMemory.Clear(FrameAddress(frame), PageSize);
+        }
+
+        meta.State = 0;
         Volatile.Write(ref meta.RefCount, 1);
         return frame;
     }

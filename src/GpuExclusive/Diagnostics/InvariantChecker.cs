@@ -88,7 +88,7 @@ public static class InvariantChecker
                 if (refCount == 0)
                 {
                     unreferenced++;
-                    if (FrameLock.IsLocked(ref meta.LockWord))
+                    if (FrameLock.IsLocked(ref meta.State))
                     {
                         violations.Add($"frame {frame}: free but locked");
                     }

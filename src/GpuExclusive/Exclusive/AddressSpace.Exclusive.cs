@@ -47,7 +47,7 @@ public sealed partial class AddressSpace
                     return page; // another device holds the page locked and we hold locks: stop here
                 }
 
-                ref var lockWord = ref _pool.Meta(frame).LockWord;
+                ref var lockWord = ref _pool.Meta(frame).State;
                 if (!FrameLock.TryLock(ref lockWord))
                 {
                     if (holdsLocks)
@@ -79,7 +79,7 @@ public sealed partial class AddressSpace
     /// <summary>Unlocks and drops the reference of a page returned by <see cref="GrantExclusive"/>.</summary>
     internal void ReleaseGranted(GrantedPage page)
     {
-        FrameLock.Unlock(ref _pool.Meta(page.Frame).LockWord, page.Frame);
+        FrameLock.Unlock(ref _pool.Meta(page.Frame).State, page.Frame);
         _pool.Put(page.Frame);
     }
 
@@ -139,7 +139,7 @@ public sealed partial class AddressSpace
                 // locks, so only a free lock may be taken; a busy page is simply not granted this time.
                 ReleaseGranted(page);
                 var frame = FaultInWritableAndGetLocked(_areas.Find(page.Address)!, page.Address, reservation: null, mayBlock: false, owner);
-                if (frame >= 0 && FrameLock.TryLock(ref _pool.Meta(frame).LockWord))
+                if (frame >= 0 && FrameLock.TryLock(ref _pool.Meta(frame).State))
                 {
                     batch.Add(new GrantedPage(page.Address, frame));
                 }
@@ -245,14 +245,14 @@ public sealed partial class AddressSpace
         ref var meta = ref _pool.Meta(frame);
         try
         {
-            if (!mayBlock && !FrameLock.TryLock(ref meta.LockWord))
+            if (!mayBlock && !FrameLock.TryLock(ref meta.State))
             {
                 return false;
             }
 
             if (mayBlock)
             {
-                FrameLock.Lock(ref meta.LockWord, frame);
+                FrameLock.Lock(ref meta.State, frame);
             }
 
             try
@@ -272,7 +272,7 @@ public sealed partial class AddressSpace
             }
             finally
             {
-                FrameLock.Unlock(ref meta.LockWord, frame);
+                FrameLock.Unlock(ref meta.State, frame);
             }
         }
         finally

@@ -2,7 +2,7 @@ namespace GpuExclusive.Memory;
 
 /// <summary>
 /// The page lock of a frame (Linux <c>folio_lock</c>): a sleeping lock whose whole state is one int in
-/// <see cref="FrameMeta.LockWord"/>, with waiters parked on a small hashed table of monitors, as Linux parks
+/// <see cref="FrameMeta.State"/> (shared with the frame flags, which it never touches), with waiters parked on a small hashed table of monitors, as Linux parks
 /// folio waiters on <c>folio_wait_table</c>. The lock is not owned by a thread: a grant may lock a frame on one
 /// thread and unlock it on another, like the kernel's folio lock.
 /// </summary>
@@ -10,6 +10,8 @@ internal static class FrameLock
 {
     private const int LockedBit = 1;
     private const int OneWaiter = 2;
+    // Bits 1–19 count waiters; the flags above them are not the lock's business.
+    private const int WaiterMask = ((1 << 20) - 1) & ~LockedBit;
     private const int SpinsBeforeSleeping = 64;
 
     // Hashed wait queues: frames that share a gate just wake each other spuriously.
@@ -17,8 +19,20 @@ internal static class FrameLock
 
     internal static bool TryLock(ref int lockWord)
     {
-        var word = Volatile.Read(ref lockWord);
-        return (word & LockedBit) == 0 && Interlocked.CompareExchange(ref lockWord, word | LockedBit, word) == word;
+        while (true)
+        {
+            var word = Volatile.Read(ref lockWord);
+            if ((word & LockedBit) != 0)
+            {
+                return false;
+            }
+
+            // A failed exchange may only mean a flag or the waiter count changed: look again.
+            if (Interlocked.CompareExchange(ref lockWord, word | LockedBit, word) == word)
+            {
+                return true;
+            }
+        }
     }
 
     internal static bool IsLocked(ref int lockWord) => (Volatile.Read(ref lockWord) & LockedBit) != 0;
@@ -59,7 +73,7 @@ internal static class FrameLock
     {
         var before = Interlocked.And(ref lockWord, ~LockedBit);
         System.Diagnostics.Debug.Assert((before & LockedBit) != 0, "Unlock of a frame that is not locked");
-        if (before >= OneWaiter)
+        if ((before & WaiterMask) != 0)
         {
             var gate = Gates[frame & (Gates.Length - 1)];
             lock (gate)

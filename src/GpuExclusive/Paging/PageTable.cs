@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace GpuExclusive.Paging;
 
@@ -30,14 +31,15 @@ internal sealed class PageTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal PageTableLeaf? FindLeaf(ulong address)
     {
-        var l2 = _root[(int)(address >> L1Shift) & Mask];
+        // Indices are masked to 0..511 and every directory holds 512 slots: no bounds checks on the walk.
+        var l2 = Slot(_root, (int)(address >> L1Shift) & Mask);
         if (l2 is null)
         {
             return null;
         }
 
-        var l3 = l2[(int)(address >> L2Shift) & Mask];
-        return l3?[(int)(address >> L3Shift) & Mask];
+        var l3 = Slot(l2, (int)(address >> L2Shift) & Mask);
+        return l3 is null ? null : Slot(l3, (int)(address >> L3Shift) & Mask);
     }
 
     /// <summary>The leaf covering <paramref name="address"/>, creating the path to it.</summary>
@@ -112,6 +114,10 @@ internal sealed class PageTable
     }
 
     internal delegate void LeafVisitor<TState>(PageTableLeaf leaf, int firstIndex, int lastIndex, ref TState state);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static T Slot<T>(T[] directory, int index) =>
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(directory), index);
 
     private static T[] GetOrCreate<T>(T[]?[] slots, int index)
     {
