@@ -6,20 +6,25 @@ using static GpuExclusive.Cli.Stress.CounterLayout;
 namespace GpuExclusive.Cli.Stress;
 
 /// <summary>
-/// The host-only stress workload: worker threads doing random AtomicAdd / Read / Write on counter pages while one
-/// churn thread forks, protects, clears soft-dirty, locks, discards and remaps. Every successful add is tracked per
-/// thread, so at the end each counter must equal the sum of its adds exactly, and after disposal every frame must be
-/// back in the pool.
+/// The stress workload: worker threads doing random AtomicAdd / Read / Write on counter pages, one churn thread
+/// forking, protecting, clearing soft-dirty, locking, discarding and remapping, and per device a thread running atomic
+/// batches and grants on the same counters. Every successful add is tracked per thread, so at the end each counter must
+/// equal the sum of its CPU and device adds exactly; each device's dedicated counter must have returned a permutation;
+/// the invariant checker runs every <see cref="CheckerPeriod"/>; after disposal every frame must be back in the pool.
 /// </summary>
 /// <remarks>
-/// Threading: each worker owns its <see cref="WorkerState"/>; the churn thread owns the scratch region and the churn
-/// slots. Nothing is shared between threads except the engine itself, <see cref="_stop"/>,
-/// <see cref="_protectEpoch"/>, the operation budget and the violation log. The final checks run after every thread
-/// has been joined.
+/// Threading: each worker owns its <see cref="WorkerState"/>, each device thread its <see cref="DeviceState"/>; the
+/// churn thread owns the scratch region and the churn slots; the pressure thread owns the pressure pages. Nothing is
+/// shared between threads except the engine itself, <see cref="_stop"/>, <see cref="_protectEpoch"/>,
+/// <see cref="_protectGate"/>, the operation budget, the activities and the violation log. The final checks run after
+/// every thread has been joined.
 /// </remarks>
-internal sealed class StressWorkload : IDisposable
+internal sealed partial class StressWorkload : IDisposable
 {
     private const int OperationBatch = 256;
+
+    /// <summary>How often the checker thread runs the full invariant checker (it takes every mmap lock).</summary>
+    private static readonly TimeSpan CheckerPeriod = TimeSpan.FromMilliseconds(250);
 
     private readonly StressOptions _options;
     private readonly ILogger _logger;
@@ -28,10 +33,28 @@ internal sealed class StressWorkload : IDisposable
     private readonly ulong _counters;
     private readonly ulong _counterBytes;
     private readonly ulong _scratchBytes;
+    private readonly ulong _permutation;
+    private readonly ulong _pressure;
     private readonly WorkerState[] _workers;
+    private readonly DeviceState[] _deviceStates;
+    private readonly DeviceMirror[] _mirrors;
     private readonly StressStats _churnStats = new();
     private readonly Thread[] _threads;
+    private readonly ThreadActivity[] _activities;
+    private readonly Thread _watchdog;
     private readonly Stopwatch _clock = new();
+    private readonly EngineCounters _engineCounters = new();
+    private readonly LatencyRecorder _batchLatency = new();
+    private readonly LatencyRecorder _revocationLatency = new();
+    private readonly ManualResetEventSlim _stopSignal = new();
+    private readonly ManualResetEventSlim _watchdogDone = new();
+    private readonly ManualResetEventSlim _unfreeze = new();
+    private readonly InjectingNotifier? _injector;
+    private readonly IDisposable? _injectorRegistration;
+
+    // Device batches and grants hold it for reading, the churn thread's protect windows for writing: device ops never
+    // meet a read-only counter page, so each must complete and the totals stay exact.
+    private readonly ReaderWriterLockSlim _protectGate = new(LockRecursionPolicy.NoRecursion);
 
     // Owned by the churn thread (read by the final checks after it has been joined).
     private readonly long[] _churnSlots;
@@ -42,6 +65,10 @@ internal sealed class StressWorkload : IDisposable
     private volatile bool _stop;
     private long _operationsClaimed;
     private int _workersRunning;
+    private long _invariantChecks;
+    private long _touchRevocations;
+    private long _pressureDiscards;
+    private long _childPagesInspected;
 
     // Even: counters are read-write. The churn thread makes it odd before protecting any counter page read-only and
     // even again after restoring read-write, so a worker whose write was rejected can prove a window overlapped it.
@@ -50,14 +77,16 @@ internal sealed class StressWorkload : IDisposable
     private bool _spaceDisposed;
     private bool _poolDisposed;
 
-    public StressWorkload(StressOptions options, long poolPages, ILoggerFactory loggerFactory)
+    public StressWorkload(StressOptions options, long poolPages, ILoggerFactory loggerFactory, IReadOnlyList<ExclusiveDevice>? devices = null)
     {
+        devices ??= [];
         _options = options;
         _logger = loggerFactory.CreateLogger<StressWorkload>();
         _counterBytes = (ulong)options.CounterPages * PagePool.PageSize;
         _scratchBytes = (ulong)StressOptions.ScratchPages * PagePool.PageSize;
         _churnSlots = new long[options.CounterPages];
         _scratchPatterns = new long[StressOptions.ScratchPages];
+        _mirrors = new DeviceMirror[devices.Count];
 
         _pool = new PagePool(poolPages, loggerFactory);
         try
@@ -65,24 +94,72 @@ internal sealed class StressWorkload : IDisposable
             _space = new AddressSpace(_pool, loggerFactory);
             _counters = _space.Map(_counterBytes, Protection.ReadWrite);
             _scratch = _space.Map(_scratchBytes, Protection.ReadWrite);
+            _permutation = _space.Map(PagePool.PageSize, Protection.ReadWrite);
+            if (options.Inject)
+            {
+                _pressure = _space.Map(StressOptions.PressurePages * PagePool.PageSize, Protection.ReadWrite);
+                _injector = new InjectingNotifier(options.Seed);
+                _injectorRegistration = _space.RegisterNotifier(_injector);
+            }
+
+            for (int d = 0; d < devices.Count; d++)
+                _mirrors[d] = devices[d].Mirror(_space);
         }
         catch
         {
+            foreach (DeviceMirror? mirror in _mirrors)
+                mirror?.Dispose();
+            _injectorRegistration?.Dispose();
             _space?.Dispose();
             _pool.Dispose();
+            _engineCounters.Dispose();
             throw;
         }
 
         _workers = new WorkerState[options.CpuThreads];
-        _threads = new Thread[options.CpuThreads + 1];
+        _deviceStates = new DeviceState[devices.Count];
+        var threads = new List<Thread>();
+        var activities = new List<ThreadActivity>();
+        void Add(string name, Action<ThreadActivity> body)
+        {
+            var activity = new ThreadActivity(name);
+            activities.Add(activity);
+            threads.Add(new Thread(() =>
+            {
+                try
+                {
+                    Guard(name, () => body(activity));
+                }
+                finally
+                {
+                    activity.Finish();
+                }
+            }) { IsBackground = true, Name = $"gpux-{name.Replace(' ', '-')}" });
+        }
+
         for (int i = 0; i < options.CpuThreads; i++)
         {
             int worker = i;
             _workers[i] = new WorkerState(options.CounterPages);
-            _threads[i] = new Thread(() => Guard($"worker {worker}", () => WorkerLoop(worker))) { IsBackground = true, Name = $"gpux-worker-{i}" };
+            Add($"worker {worker}", activity => WorkerLoop(worker, activity));
         }
 
-        _threads[^1] = new Thread(() => Guard("churn", ChurnLoop)) { IsBackground = true, Name = "gpux-churn" };
+        Add("churn", ChurnLoop);
+        for (int d = 0; d < devices.Count; d++)
+        {
+            int device = d;
+            _deviceStates[d] = new DeviceState(options.CounterPages);
+            Add($"device {device}", activity => DeviceLoop(device, activity));
+        }
+
+        Add("checker", CheckerLoop);
+        if (devices.Count > 0)
+            Add("toucher", TouchLoop);
+        if (options.Inject)
+            Add("pressure", PressureLoop);
+        _threads = [.. threads];
+        _activities = [.. activities];
+        _watchdog = new Thread(() => Guard("watchdog", WatchdogLoop)) { IsBackground = true, Name = "gpux-watchdog" };
     }
 
     public ViolationLog Violations { get; } = new();
@@ -96,6 +173,18 @@ internal sealed class StressWorkload : IDisposable
 
     public bool StopRequested => _stop;
 
+    /// <summary>What every thread was doing when the watchdog fired (first line: which thread and how long), or null.</summary>
+    public IReadOnlyList<string>? WatchdogDump { get; private set; }
+
+    /// <summary>Full invariant-checker passes so far.</summary>
+    public long InvariantChecks => Interlocked.Read(ref _invariantChecks);
+
+    /// <summary>Pages of forked children inspected for device-exclusive entries.</summary>
+    public long ChildPagesInspected => Interlocked.Read(ref _childPagesInspected);
+
+    /// <summary>Final checks done (the totals and exactly-once checks, which run after the threads stop).</summary>
+    public bool FinalChecksRan { get; private set; }
+
     public void Start()
     {
         StressLog.RunStarted(_logger, _options.Seed, _options.CpuThreads, _options.CounterPages, _pool.Capacity);
@@ -103,9 +192,14 @@ internal sealed class StressWorkload : IDisposable
         _clock.Start();
         foreach (Thread thread in _threads)
             thread.Start();
+        _watchdog.Start();
     }
 
-    public void RequestStop() => _stop = true;
+    public void RequestStop()
+    {
+        _stop = true;
+        _stopSignal.Set();
+    }
 
     /// <summary>Waits up to <paramref name="timeout"/> for every thread to finish; true once they all have.</summary>
     public bool WaitForThreads(TimeSpan timeout)
@@ -124,38 +218,89 @@ internal sealed class StressWorkload : IDisposable
     /// <summary>Counts so far (racy while running, exact after <see cref="Finish"/>).</summary>
     public StressStats Snapshot() => StressStats.Sum(_workers.Select(w => w.Stats).Append(_churnStats));
 
-    /// <summary>Stops every thread, checks the final totals, disposes the space and checks that every frame came back.</summary>
+    /// <summary>Device and engine counts so far (racy while running, exact after <see cref="Finish"/>).</summary>
+    public DeviceTotals DeviceSnapshot()
+    {
+        long batches = 0, ops = 0, grants = 0, faults = 0, replays = 0, permutation = 0;
+        foreach (DeviceState state in _deviceStates)
+        {
+            batches += Volatile.Read(ref state.Batches);
+            ops += Volatile.Read(ref state.Ops);
+            grants += Volatile.Read(ref state.Grants);
+            faults += Volatile.Read(ref state.DeviceFaults);
+            replays += Volatile.Read(ref state.Replays);
+            permutation += state.Permutation.Count;
+        }
+
+        return new DeviceTotals(
+            _mirrors.Length, batches, ops, permutation, grants, faults, replays,
+            _engineCounters.Grants, _engineCounters.Revocations, _engineCounters.DeviceFaults, _engineCounters.Replays,
+            Interlocked.Read(ref _touchRevocations), Interlocked.Read(ref _pressureDiscards),
+            _injector?.Delays ?? 0, _injector?.Lingers ?? 0,
+            _batchLatency.Summarize(), _revocationLatency.Summarize());
+    }
+
+    /// <summary>
+    /// Stops every thread, checks the final totals, disposes the space and checks that every frame came back. After the
+    /// watchdog fired, waits only a bounded time for the threads; if one stays stuck, returns without final checks and
+    /// leaves the engine as it is (the process is about to exit with code 3).
+    /// </summary>
     public StressStats Finish()
     {
         RequestStop();
+        if (WatchdogDump is not null)
+        {
+            _unfreeze.Set();
+            if (!WaitForThreads(TimeSpan.FromSeconds(2)))
+            {
+                _clock.Stop();
+                return Snapshot();
+            }
+        }
+
         foreach (Thread thread in _threads)
             thread.Join();
+        _watchdogDone.Set();
+        _watchdog.Join();
         _clock.Stop();
         StressStats totals = Snapshot();
         StressLog.RunStopped(_logger, _clock.Elapsed, totals.WorkerOperations, totals.ChurnOperations);
 
-        Guard("final check", CheckFinalState);
+        if (WatchdogDump is null)
+        {
+            Guard("final check", CheckFinalState);
+            Guard("final exactly-once check", CheckPermutations);
+            Guard("final invariant check", RunInvariantChecker);
+            FinalChecksRan = true;
+        }
+
+        foreach (DeviceMirror mirror in _mirrors)
+            mirror.Dispose();
+        _injectorRegistration?.Dispose();
         _space.Dispose();
         _spaceDisposed = true;
         FreePagesAfterDispose = _pool.FreePages;
         if (FreePagesAfterDispose != _pool.Capacity)
-            Violate($"after disposing the address space the pool has {FreePagesAfterDispose} free frames of {_pool.Capacity}: {_pool.Capacity - FreePagesAfterDispose} frames leaked");
+            Violate($"after disposing the address space the pool has {FreePagesAfterDispose} free frames of {_pool.Capacity}: {_pool.Capacity - FreePagesAfterDispose} frames leaked", Invariants.FramesReturned);
         return totals;
     }
 
     public void Dispose()
     {
-        // Only reached with threads still running if Start threw half-way; stop them before tearing down.
+        // With threads still running only if Start threw half-way or the watchdog found one stuck; a stuck thread is
+        // left alone (joining it would hang the exit that reports it).
         RequestStop();
-        foreach (Thread thread in _threads)
-        {
-            if (thread.IsAlive)
-                thread.Join();
-        }
+        _unfreeze.Set();
+        _watchdogDone.Set();
+        if (!WaitForThreads(TimeSpan.FromSeconds(2)))
+            return;
 
         if (!_spaceDisposed)
         {
             _spaceDisposed = true;
+            foreach (DeviceMirror? mirror in _mirrors)
+                mirror?.Dispose();
+            _injectorRegistration?.Dispose();
             _space.Dispose();
         }
 
@@ -164,6 +309,8 @@ internal sealed class StressWorkload : IDisposable
             _poolDisposed = true;
             _pool.Dispose();
         }
+
+        _engineCounters.Dispose();
     }
 
     private void Guard(string thread, Action body)
@@ -179,11 +326,11 @@ internal sealed class StressWorkload : IDisposable
         }
     }
 
-    private void Violate(string message)
+    private void Violate(string message, string invariant = Invariants.CpuConsistency)
     {
-        if (Violations.Report(message))
+        if (Violations.Report(message, invariant))
             StressLog.Violation(_logger, message);
-        _stop = true;
+        RequestStop();
     }
 
     /// <summary>Takes the next batch of the --ops budget; false once it is spent.</summary>
@@ -196,7 +343,7 @@ internal sealed class StressWorkload : IDisposable
         }
 
         // Only this worker stops here: one that still holds a batch finishes it, so a run bounded by --ops does
-        // exactly that many operations. The last worker out stops the churn thread.
+        // exactly that many operations. The last worker out stops the other threads.
         long start = Interlocked.Add(ref _operationsClaimed, OperationBatch) - OperationBatch;
         if (start >= max)
             return false;
@@ -205,20 +352,20 @@ internal sealed class StressWorkload : IDisposable
         return true;
     }
 
-    private void WorkerLoop(int worker)
+    private void WorkerLoop(int worker, ThreadActivity activity)
     {
         try
         {
-            RunWorker(worker);
+            RunWorker(worker, activity);
         }
         finally
         {
             if (Interlocked.Decrement(ref _workersRunning) == 0)
-                _stop = true;
+                RequestStop();
         }
     }
 
-    private void RunWorker(int worker)
+    private void RunWorker(int worker, ThreadActivity activity)
     {
         WorkerState state = _workers[worker];
         StressStats stats = state.Stats;
@@ -240,6 +387,16 @@ internal sealed class StressWorkload : IDisposable
             int counter = random.NextInt(CountersPerPage);
             int delta = 1 + random.NextInt(16);
             int index = (page * CountersPerPage) + counter;
+            activity.Enter(choice < 50 ? "AtomicAdd" : choice < 70 ? "Read" : choice < 85 ? "Write slot" : choice < 95 ? "span Read" : "Inspect",
+                Counter(_counters, page, counter));
+
+            if (_options.FreezeWorker && worker == 0 && operation == 100)
+            {
+                // Test hook: hang inside an operation, as a deadlocked thread would, until the run is torn down.
+                activity.Enter("frozen by the FreezeWorker test hook", Counter(_counters, page, counter));
+                _unfreeze.Wait();
+                break;
+            }
 
             if (choice < 50)
             {
@@ -306,10 +463,11 @@ internal sealed class StressWorkload : IDisposable
             {
                 ulong address = _counters + ((ulong)page * PagePool.PageSize);
                 PageInfo info = _space.Inspect(address);
-                if (info.State is not (PageState.Present or PageState.NotPresent)
-                    || (info.State == PageState.Present && (info.Frame < 0 || info.MapCount < 1)))
+                bool granted = info.State == PageState.DeviceExclusive && _mirrors.Length > 0;
+                if (!(granted || info.State is PageState.Present or PageState.NotPresent)
+                    || (info.State != PageState.NotPresent && (info.Frame < 0 || info.MapCount < 1)))
                 {
-                    Violate($"{At(worker, operation)}: Inspect(0x{address:x}) of a mapped, private, never-granted page gave {info}");
+                    Violate($"{At(worker, operation)}: Inspect(0x{address:x}) of a mapped, private counter page gave {info}{(_mirrors.Length == 0 ? " (no device ever had it)" : string.Empty)}");
                 }
 
                 stats.Inspects++;
@@ -364,22 +522,23 @@ internal sealed class StressWorkload : IDisposable
     // Formatted only when a violation is reported: the operation loop itself allocates nothing.
     private static string At(int worker, long operation) => $"worker {worker} op {operation}";
 
-    private void ChurnLoop()
+    private void ChurnLoop(ThreadActivity activity)
     {
         var random = SplitMix64.ForThread(_options.Seed, MaxWorkers);
         while (!_stop)
         {
             switch (random.NextInt(6))
             {
-                case 0: ForkAndCheck(ref random); break;
-                case 1: ProtectWindow(ref random); break;
-                case 2: ClearSoftDirtyAndCheck(ref random); break;
-                case 3: LockAndUnlock(ref random); break;
-                case 4: DiscardScratch(ref random); break;
-                default: RemapScratch(ref random); break;
+                case 0: activity.Enter("Fork + check child"); ForkAndCheck(ref random); break;
+                case 1: activity.Enter("Protect window"); ProtectWindow(ref random); break;
+                case 2: activity.Enter("ClearSoftDirty"); ClearSoftDirtyAndCheck(ref random); break;
+                case 3: activity.Enter("Lock/Unlock"); LockAndUnlock(ref random); break;
+                case 4: activity.Enter("Discard scratch"); DiscardScratch(ref random); break;
+                default: activity.Enter("Unmap/Map scratch"); RemapScratch(ref random); break;
             }
 
             // Leave the workers most of the machine: churn operations are heavy and CI has two cores.
+            activity.Enter("sleeping");
             Thread.Sleep(1);
         }
     }
@@ -404,6 +563,7 @@ internal sealed class StressWorkload : IDisposable
         _space.Read(counters, MemoryMarshal.AsBytes(before));
         using (AddressSpace child = _space.Fork())
         {
+            CheckChildHoldsNothingExclusive(child);
             child.Read(counters, MemoryMarshal.AsBytes(snapshot));
             _space.Read(counters, MemoryMarshal.AsBytes(after));
             for (int c = 0; c < CountersPerPage; c++)
@@ -450,9 +610,17 @@ internal sealed class StressWorkload : IDisposable
                     Violate($"fork: the child's scratch page 0x{address:x} starts with 0x{value:x}, the parent's with 0x{_scratchPatterns[s]:x}");
             }
 
+            // The child works: an add of its own, seen by it alone.
+            int childAdd = child.AtomicAdd(counters, 1);
+            if (childAdd != unchecked(snapshot[0] + 1))
+                Violate($"fork: the child's AtomicAdd on 0x{counters:x} returned {childAdd}, its copy held {snapshot[0]}");
+            child.Write(counters, snapshot[0]);
+            CheckChildHoldsNothingExclusive(child);
+
             if (grandchild)
             {
                 using AddressSpace grand = child.Fork();
+                CheckChildHoldsNothingExclusive(grand);
                 grand.Read(counters, MemoryMarshal.AsBytes(again));
                 long grandChurn = grand.Read<long>(churnSlot);
                 if (!again.SequenceEqual(snapshot) || grandChurn != childValue)
@@ -464,6 +632,20 @@ internal sealed class StressWorkload : IDisposable
         _churnStats.Forks++;
     }
 
+    /// <summary>A forked child never holds device-exclusive entries (DESIGN §3.4): Inspect every page it shares with devices.</summary>
+    private void CheckChildHoldsNothingExclusive(AddressSpace child)
+    {
+        for (int page = 0; page <= _options.CounterPages; page++)
+        {
+            ulong address = page == _options.CounterPages ? _permutation : _counters + ((ulong)page * PagePool.PageSize);
+            PageInfo info = child.Inspect(address);
+            if (info.State == PageState.DeviceExclusive)
+                Violate($"fork: the child holds a device-exclusive entry at 0x{address:x} ({info})", Invariants.ForkChildren);
+        }
+
+        Interlocked.Add(ref _childPagesInspected, _options.CounterPages + 1);
+    }
+
     /// <summary>Makes a random run of counter pages read-only for a moment, then read-write again.</summary>
     private void ProtectWindow(ref SplitMix64 random)
     {
@@ -473,6 +655,7 @@ internal sealed class StressWorkload : IDisposable
         ulong length = (ulong)count * PagePool.PageSize;
         ulong churnSlot = ChurnSlot(_counters, first);
 
+        _protectGate.EnterWriteLock();
         Interlocked.Increment(ref _protectEpoch);
         try
         {
@@ -497,6 +680,7 @@ internal sealed class StressWorkload : IDisposable
         finally
         {
             Interlocked.Increment(ref _protectEpoch);
+            _protectGate.ExitWriteLock();
         }
 
         _churnStats.ProtectWindows++;
@@ -634,8 +818,10 @@ internal sealed class StressWorkload : IDisposable
                 long expected = 0;
                 foreach (WorkerState worker in _workers)
                     expected += worker.Added[(page * CountersPerPage) + c];
+                foreach (DeviceState device in _deviceStates)
+                    expected += device.Added[(page * CountersPerPage) + c];
                 if (counters[c] != unchecked((int)expected))
-                    Violate($"final: counter 0x{Counter(_counters, page, c):x} is {counters[c]}, its tracked adds sum to {expected} (lost or duplicated updates)");
+                    Violate($"final: counter 0x{Counter(_counters, page, c):x} is {counters[c]}, its tracked CPU and device adds sum to {expected} (lost or duplicated updates)", Invariants.CounterTotals);
             }
 
             for (int w = 0; w < _workers.Length; w++)
@@ -652,6 +838,16 @@ internal sealed class StressWorkload : IDisposable
             _space.Read(_counters + ((ulong)page * PagePool.PageSize) + ZeroOffset, zeros);
             if (zeros.AsSpan().IndexOfAnyExcept((byte)0) is int offset and >= 0)
                 Violate($"final: never-written byte at page {page} offset {ZeroOffset + offset} is 0x{zeros[offset]:x2}");
+        }
+    }
+
+    private void CheckPermutations()
+    {
+        for (int d = 0; d < _deviceStates.Length; d++)
+        {
+            int value = _space.Read<int>(PermutationCounter(d));
+            if (_deviceStates[d].Permutation.Finish(value) is { } problem)
+                Violate($"final: device {d}'s permutation counter 0x{PermutationCounter(d):x}: {problem}", Invariants.ExactlyOnce);
         }
     }
 
