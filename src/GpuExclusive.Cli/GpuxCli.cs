@@ -56,7 +56,7 @@ internal static class GpuxCli
             "Exit codes: 0 success, 1 invariant violation, 2 bad input, 3 watchdog.");
         root.Subcommands.Add(InfoCommand.Create(context));
         root.Subcommands.Add(StressCommand.Create(context));
-        root.Subcommands.Add(LaterCommands.Scenario(context));
+        root.Subcommands.Add(ScenarioCommand.Create(context));
         root.Subcommands.Add(LaterCommands.Bench(context));
         return root;
     }
