@@ -32,8 +32,10 @@ public sealed class GpuxCommandLineTests : IDisposable
     {
         GpuxResult result = GpuxRunner.Run("stress", "--help");
 
-        foreach (string option in (string[])["--seconds", "--ops", "--seed", "--pages", "--cpu-threads", "--json", "--config", "--log-level", "--accelerator", "--pool-pages"])
+        foreach (string option in (string[])["--seconds", "--ops", "--seed", "--pages", "--cpu-threads", "--devices", "--inject", "--watchdog-seconds", "--json", "--config", "--log-level", "--accelerator", "--pool-pages"])
             Assert.Contains(option, result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("timing", result.Stdout, StringComparison.Ordinal); // what a seed does not replay
+        Assert.Contains("3 watchdog", result.Stdout, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -54,7 +56,14 @@ public sealed class GpuxCommandLineTests : IDisposable
     [InlineData("is too small for --pages 1000", "stress", "--pages", "1000", "--pool-pages", "100")]
     [InlineData("Required command was not provided")]
     [InlineData("Unrecognized command or argument 'bogus'", "bogus")]
-    [InlineData("'scenario' is not built yet", "scenario")]
+    [InlineData("name a scenario or use --list", "scenario")]
+    [InlineData("unknown scenario 'bogus'; scenarios: exclusive, exclusive_mprotect, exclusive_cow, ping-pong-cpu-device", "scenario", "bogus")]
+    [InlineData("--devices must be between 0 and 4 (got 5)", "stress", "--devices", "5")]
+    [InlineData("--devices must be between 0 and 4 (got -1)", "stress", "--devices", "-1")]
+    [InlineData("--watchdog-seconds must be between 1 and 3600 (got 0)", "stress", "--watchdog-seconds", "0")]
+    [InlineData("--accelerator must be one of auto, cpu, cuda, opencl (got 'gpu')", "scenario", "exclusive", "--accelerator", "gpu")]
+    [InlineData("OpenCL was requested", "stress", "--accelerator", "opencl", "--seconds", "1")]
+    [InlineData("OpenCL was requested", "scenario", "exclusive", "--accelerator", "opencl")]
     [InlineData("'bench' is not built yet", "bench")]
     public void BadInput_PrintsOneLine_AndExitsTwo(string expected, params string[] args)
     {
@@ -77,6 +86,31 @@ public sealed class GpuxCommandLineTests : IDisposable
         string file = _temp.Write("{ \"Engine\": { \"PoolPages\": 12,, } }");
 
         AssertBadInput(GpuxRunner.Run("info", "--config", file), $"{file}: malformed JSON");
+    }
+
+    [Fact]
+    public void UnreadableConfigFile_IsBadInput_NamingTheFile()
+    {
+        // A directory cannot be read as a file, whoever runs the test (root reads files whatever their mode).
+        AssertBadInput(GpuxRunner.Run("stress", "--config", _temp.Path, "--seconds", "1"), _temp.Path);
+    }
+
+    [Fact]
+    public void MalformedConfigFile_ForStress_IsBadInput()
+    {
+        string file = _temp.Write("{ \"Engine\": [ }");
+
+        AssertBadInput(GpuxRunner.Run("stress", "--config", file, "--seconds", "1"), $"{file}: malformed JSON");
+    }
+
+    [Fact]
+    public void ScenarioList_NamesEveryScenario_AndExitsZero()
+    {
+        GpuxResult result = GpuxRunner.Run("scenario", "--list");
+
+        Assert.Equal(ExitCodes.Success, result.ExitCode);
+        foreach (string name in (string[])["exclusive", "exclusive_mprotect", "exclusive_cow", "ping-pong-cpu-device", "ping-pong-two-devices", "fork-storm", "mprotect-storm", "discard-under-load"])
+            Assert.Matches($"(?m)^{name} ", result.Stdout);
     }
 
     [Fact]
