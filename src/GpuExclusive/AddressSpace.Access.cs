@@ -9,6 +9,11 @@ namespace GpuExclusive;
 public sealed partial class AddressSpace
 {
     /// <summary>Reads a <typeparamref name="T"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
+    /// <remarks>
+    /// Reads take no lock and store nothing: they validate against the leaf's sequence count (<see cref="PageTableLeaf.Version"/>)
+    /// and retry if a writer changed the entries meanwhile, so a value is only returned if the PTE it was read through
+    /// was in place for the whole read.
+    /// </remarks>
     /// <exception cref="ArgumentException">The value would cross a page boundary.</exception>
     /// <exception cref="MemoryAccessException">Unmapped or unreadable.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -20,17 +25,59 @@ public sealed partial class AddressSpace
             ThrowCrossesPage(address, sizeof(T));
         }
 
-        ref var slot = ref TlbShootdown.Enter();
-        var pointer = TranslateInsideAccess(address, isWrite: false);
-        if (pointer != null)
+        var leaf = _pageTable.FindLeaf(address);
+        if (leaf is not null)
         {
-            var value = Unsafe.ReadUnaligned<T>(pointer);
-            TlbShootdown.Exit(ref slot);
-            return value;
+            var version = Volatile.Read(ref leaf.Version);
+            var pte = Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(leaf.Entries), PageTableLeaf.IndexOf(address)));
+            if ((version & 1) == 0 && (pte & (Pte.Young | Pte.ProtNone | 0b11)) == (Pte.Young | 0b01))
+            {
+                var value = Unsafe.ReadUnaligned<T>(_pool.FrameAddress(Pte.Frame(pte)) + (address & AddressRange.PageMask));
+                Volatile.ReadBarrier();
+                if (Volatile.Read(ref leaf.Version) == version)
+                {
+                    return value;
+                }
+            }
         }
 
-        TlbShootdown.Exit(ref slot);
-        return ReadAfterFault<T>(address);
+        return ReadSlow<T>(address);
+    }
+
+    /// <summary>The read path that also sets Young, waits out writers, and faults.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe T ReadSlow<T>(ulong address)
+        where T : unmanaged
+    {
+        var spinner = new SpinWait();
+        while (true)
+        {
+            var leaf = _pageTable.FindLeaf(address);
+            if (leaf is not null)
+            {
+                var version = Volatile.Read(ref leaf.Version);
+                if ((version & 1) != 0)
+                {
+                    spinner.SpinOnce();
+                    continue; // a writer is changing this leaf
+                }
+
+                var pointer = TranslateInsideAccess(address, isWrite: false);
+                if (pointer != null)
+                {
+                    var value = Unsafe.ReadUnaligned<T>(pointer);
+                    Volatile.ReadBarrier();
+                    if (Volatile.Read(ref leaf.Version) == version)
+                    {
+                        return value;
+                    }
+
+                    continue;
+                }
+            }
+
+            HandleFault(address, isWrite: false);
+        }
     }
 
     /// <summary>Writes <paramref name="value"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
@@ -82,27 +129,7 @@ public sealed partial class AddressSpace
         return AtomicAddAfterFault(address, value);
     }
 
-    // The slow paths: fault, then retry the access until it translates. Kept out of line so the fast paths inline.
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private unsafe T ReadAfterFault<T>(ulong address)
-        where T : unmanaged
-    {
-        while (true)
-        {
-            HandleFault(address, isWrite: false);
-            ref var slot = ref TlbShootdown.Enter();
-            var pointer = TranslateInsideAccess(address, isWrite: false);
-            if (pointer != null)
-            {
-                var value = Unsafe.ReadUnaligned<T>(pointer);
-                TlbShootdown.Exit(ref slot);
-                return value;
-            }
-
-            TlbShootdown.Exit(ref slot);
-        }
-    }
-
+    // The slow paths of writes: fault, then retry the access until it translates. Kept out of line so the fast paths inline.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private unsafe void WriteAfterFault<T>(ulong address, T value)
         where T : unmanaged
@@ -152,18 +179,25 @@ public sealed partial class AddressSpace
         {
             var at = address + (ulong)done;
             var chunk = (int)Math.Min((ulong)(destination.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
-            ref var slot = ref TlbShootdown.Enter();
-            var pointer = TranslateInsideAccess(at, isWrite: false);
+            var leaf = _pageTable.FindLeaf(at);
+            var version = leaf is null ? 1 : Volatile.Read(ref leaf.Version);
+            var pointer = (version & 1) == 0 ? TranslateInsideAccess(at, isWrite: false) : null;
             if (pointer == null)
             {
-                TlbShootdown.Exit(ref slot);
-                HandleFault(at, isWrite: false);
+                if (leaf is null || (version & 1) == 0)
+                {
+                    HandleFault(at, isWrite: false);
+                }
+
                 continue;
             }
 
             new ReadOnlySpan<byte>(pointer, chunk).CopyTo(destination.Slice(done, chunk));
-            TlbShootdown.Exit(ref slot);
-            done += chunk;
+            Volatile.ReadBarrier();
+            if (Volatile.Read(ref leaf!.Version) == version)
+            {
+                done += chunk; // otherwise a writer changed the leaf meanwhile: copy this chunk again
+            }
         }
     }
 

@@ -159,6 +159,7 @@ public sealed partial class AddressSpace : IDisposable
                 {
                     lock (leaf.Lock)
                     {
+                        leaf.BeginChange(); // Protection.None revokes reads
                         for (var i = first; i <= last; i++)
                         {
                             ref var entry = ref leaf.Entries[i];
@@ -183,6 +184,8 @@ public sealed partial class AddressSpace : IDisposable
                                 }
                             }
                         }
+
+                        leaf.EndChange();
                     }
                 });
 
@@ -457,6 +460,7 @@ public sealed partial class AddressSpace : IDisposable
         {
             lock (leaf.Lock)
             {
+                leaf.BeginChange();
                 for (var i = first; i <= last; i++)
                 {
                     if (Volatile.Read(ref leaf.Entries[i]) == Pte.None)
@@ -467,6 +471,8 @@ public sealed partial class AddressSpace : IDisposable
                     var old = Interlocked.Exchange(ref leaf.Entries[i], Pte.None);
                     list.Add((Pte.Frame(old), leaf.AddressOf(i)));
                 }
+
+                leaf.EndChange();
             }
         });
 

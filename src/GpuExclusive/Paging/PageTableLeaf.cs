@@ -12,6 +12,19 @@ internal sealed class PageTableLeaf(ulong baseAddress)
     /// <summary>The PTE lock: serialises every change to <see cref="Entries"/> other than the accessed/dirty bits.</summary>
     internal readonly Lock Lock = new();
 
+    /// <summary>
+    /// A sequence count over the entries (a seqlock): odd while a writer holding <see cref="Lock"/> changes an entry in
+    /// a way a reader must not miss (a frame replaced or dropped, access revoked), bumped to even after. CPU reads
+    /// validate against it instead of announcing themselves, so they need no thread-local state and no store.
+    /// </summary>
+    internal int Version;
+
+    /// <summary>Opens a change that readers must notice. Caller holds <see cref="Lock"/>; pair with <see cref="EndChange"/>.</summary>
+    internal void BeginChange() => Volatile.Write(ref Version, Version + 1);
+
+    /// <summary>Closes the change opened by <see cref="BeginChange"/>.</summary>
+    internal void EndChange() => Volatile.Write(ref Version, Version + 1);
+
     /// <summary>The virtual address of entry 0.</summary>
     internal ulong BaseAddress { get; } = baseAddress;
 
