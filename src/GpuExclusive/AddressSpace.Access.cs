@@ -10,7 +10,7 @@ public sealed partial class AddressSpace
 {
     /// <summary>Reads a <typeparamref name="T"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
     /// <remarks>
-    /// Reads take no lock and store nothing: they validate against the leaf's sequence count (<see cref="PageTableLeaf.Version"/>)
+    /// Reads take no lock and store nothing: they validate against the leaf's sequence count (<see cref="PageTableLeaf.VersionIndex"/>)
     /// and retry if a writer changed the entries meanwhile, so a value is only returned if the PTE it was read through
     /// was in place for the whole read.
     /// </remarks>
@@ -25,16 +25,18 @@ public sealed partial class AddressSpace
             ThrowCrossesPage(address, sizeof(T));
         }
 
-        var leaf = _pageTable.FindLeaf(address);
-        if (leaf is not null)
+        var entries = PageTable.FindEntries(_fastEntries, _pageTable, address);
+        if (entries is not null)
         {
-            var version = Volatile.Read(ref leaf.Version);
-            var pte = Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(leaf.Entries), PageTableLeaf.IndexOf(address)));
+            // Both indices are within the 513-entry array: 0..511 by the mask, and the sequence count at 512.
+            ref var first = ref MemoryMarshal.GetArrayDataReference(entries);
+            var version = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex));
+            var pte = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.IndexOf(address)));
             if ((version & 1) == 0 && (pte & (Pte.Young | Pte.ProtNone | 0b11)) == (Pte.Young | 0b01))
             {
                 var value = Unsafe.ReadUnaligned<T>(_pool.FrameAddress(Pte.Frame(pte)) + (address & AddressRange.PageMask));
                 Volatile.ReadBarrier();
-                if (Volatile.Read(ref leaf.Version) == version)
+                if (Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex)) == version)
                 {
                     return value;
                 }
@@ -55,7 +57,7 @@ public sealed partial class AddressSpace
             var leaf = _pageTable.FindLeaf(address);
             if (leaf is not null)
             {
-                var version = Volatile.Read(ref leaf.Version);
+                var version = Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]);
                 if ((version & 1) != 0)
                 {
                     spinner.SpinOnce();
@@ -67,7 +69,7 @@ public sealed partial class AddressSpace
                 {
                     var value = Unsafe.ReadUnaligned<T>(pointer);
                     Volatile.ReadBarrier();
-                    if (Volatile.Read(ref leaf.Version) == version)
+                    if (Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]) == version)
                     {
                         return value;
                     }
@@ -180,7 +182,7 @@ public sealed partial class AddressSpace
             var at = address + (ulong)done;
             var chunk = (int)Math.Min((ulong)(destination.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
             var leaf = _pageTable.FindLeaf(at);
-            var version = leaf is null ? 1 : Volatile.Read(ref leaf.Version);
+            var version = leaf is null ? 1 : Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]);
             var pointer = (version & 1) == 0 ? TranslateInsideAccess(at, isWrite: false) : null;
             if (pointer == null)
             {
@@ -194,7 +196,7 @@ public sealed partial class AddressSpace
 
             new ReadOnlySpan<byte>(pointer, chunk).CopyTo(destination.Slice(done, chunk));
             Volatile.ReadBarrier();
-            if (Volatile.Read(ref leaf!.Version) == version)
+            if (Volatile.Read(ref leaf!.Entries[PageTableLeaf.VersionIndex]) == version)
             {
                 done += chunk; // otherwise a writer changed the leaf meanwhile: copy this chunk again
             }
@@ -243,14 +245,14 @@ public sealed partial class AddressSpace
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private unsafe byte* TranslateInsideAccess(ulong address, bool isWrite)
     {
-        var leaf = _pageTable.FindLeaf(address);
-        if (leaf is null)
+        var entries = PageTable.FindEntries(_fastEntries, _pageTable, address);
+        if (entries is null)
         {
             return null;
         }
 
         // The index is masked to 0..511 and every leaf holds 512 entries: no bounds check needed.
-        ref var entry = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(leaf.Entries), PageTableLeaf.IndexOf(address));
+        ref var entry = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(entries), PageTableLeaf.IndexOf(address));
         var accessed = isWrite ? Pte.Young | Pte.Dirty | Pte.SoftDirty : Pte.Young;
         while (true)
         {
