@@ -9,6 +9,11 @@ namespace GpuExclusive;
 public sealed partial class AddressSpace
 {
     /// <summary>Reads a <typeparamref name="T"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
+    /// <remarks>
+    /// Reads take no lock and store nothing: they validate against the leaf's sequence count (<see cref="PageTableLeaf.VersionIndex"/>)
+    /// and retry if a writer changed the entries meanwhile, so a value is only returned if the PTE it was read through
+    /// was in place for the whole read.
+    /// </remarks>
     /// <exception cref="ArgumentException">The value would cross a page boundary.</exception>
     /// <exception cref="MemoryAccessException">Unmapped or unreadable.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -20,17 +25,61 @@ public sealed partial class AddressSpace
             ThrowCrossesPage(address, sizeof(T));
         }
 
-        ref var slot = ref TlbShootdown.Enter();
-        var pointer = TranslateInsideAccess(address, isWrite: false);
-        if (pointer != null)
+        var entries = PageTable.FindEntries(_fastEntries, _pageTable, address);
+        if (entries is not null)
         {
-            var value = Unsafe.ReadUnaligned<T>(pointer);
-            TlbShootdown.Exit(ref slot);
-            return value;
+            // Both indices are within the 513-entry array: 0..511 by the mask, and the sequence count at 512.
+            ref var first = ref MemoryMarshal.GetArrayDataReference(entries);
+            var version = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex));
+            var pte = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.IndexOf(address)));
+            if ((version & 1) == 0 && (pte & (Pte.Young | Pte.ProtNone | 0b11)) == (Pte.Young | 0b01))
+            {
+                var value = Unsafe.ReadUnaligned<T>(_pool.FrameAddress(Pte.Frame(pte)) + (address & AddressRange.PageMask));
+                Volatile.ReadBarrier();
+                if (Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex)) == version)
+                {
+                    return value;
+                }
+            }
         }
 
-        TlbShootdown.Exit(ref slot);
-        return ReadAfterFault<T>(address);
+        return ReadSlow<T>(address);
+    }
+
+    /// <summary>The read path that also sets Young, waits out writers, and faults.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private unsafe T ReadSlow<T>(ulong address)
+        where T : unmanaged
+    {
+        var spinner = new SpinWait();
+        while (true)
+        {
+            var leaf = _pageTable.FindLeaf(address);
+            if (leaf is not null)
+            {
+                var version = Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]);
+                if ((version & 1) != 0)
+                {
+                    spinner.SpinOnce();
+                    continue; // a writer is changing this leaf
+                }
+
+                var pointer = TranslateInsideAccess(address, isWrite: false);
+                if (pointer != null)
+                {
+                    var value = Unsafe.ReadUnaligned<T>(pointer);
+                    Volatile.ReadBarrier();
+                    if (Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]) == version)
+                    {
+                        return value;
+                    }
+
+                    continue;
+                }
+            }
+
+            HandleFault(address, isWrite: false);
+        }
     }
 
     /// <summary>Writes <paramref name="value"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
@@ -82,27 +131,7 @@ public sealed partial class AddressSpace
         return AtomicAddAfterFault(address, value);
     }
 
-    // The slow paths: fault, then retry the access until it translates. Kept out of line so the fast paths inline.
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private unsafe T ReadAfterFault<T>(ulong address)
-        where T : unmanaged
-    {
-        while (true)
-        {
-            HandleFault(address, isWrite: false);
-            ref var slot = ref TlbShootdown.Enter();
-            var pointer = TranslateInsideAccess(address, isWrite: false);
-            if (pointer != null)
-            {
-                var value = Unsafe.ReadUnaligned<T>(pointer);
-                TlbShootdown.Exit(ref slot);
-                return value;
-            }
-
-            TlbShootdown.Exit(ref slot);
-        }
-    }
-
+    // The slow paths of writes: fault, then retry the access until it translates. Kept out of line so the fast paths inline.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private unsafe void WriteAfterFault<T>(ulong address, T value)
         where T : unmanaged
@@ -152,18 +181,25 @@ public sealed partial class AddressSpace
         {
             var at = address + (ulong)done;
             var chunk = (int)Math.Min((ulong)(destination.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
-            ref var slot = ref TlbShootdown.Enter();
-            var pointer = TranslateInsideAccess(at, isWrite: false);
+            var leaf = _pageTable.FindLeaf(at);
+            var version = leaf is null ? 1 : Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]);
+            var pointer = (version & 1) == 0 ? TranslateInsideAccess(at, isWrite: false) : null;
             if (pointer == null)
             {
-                TlbShootdown.Exit(ref slot);
-                HandleFault(at, isWrite: false);
+                if (leaf is null || (version & 1) == 0)
+                {
+                    HandleFault(at, isWrite: false);
+                }
+
                 continue;
             }
 
             new ReadOnlySpan<byte>(pointer, chunk).CopyTo(destination.Slice(done, chunk));
-            TlbShootdown.Exit(ref slot);
-            done += chunk;
+            Volatile.ReadBarrier();
+            if (Volatile.Read(ref leaf!.Entries[PageTableLeaf.VersionIndex]) == version)
+            {
+                done += chunk; // otherwise a writer changed the leaf meanwhile: copy this chunk again
+            }
         }
     }
 
@@ -209,14 +245,14 @@ public sealed partial class AddressSpace
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private unsafe byte* TranslateInsideAccess(ulong address, bool isWrite)
     {
-        var leaf = _pageTable.FindLeaf(address);
-        if (leaf is null)
+        var entries = PageTable.FindEntries(_fastEntries, _pageTable, address);
+        if (entries is null)
         {
             return null;
         }
 
         // The index is masked to 0..511 and every leaf holds 512 entries: no bounds check needed.
-        ref var entry = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(leaf.Entries), PageTableLeaf.IndexOf(address));
+        ref var entry = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(entries), PageTableLeaf.IndexOf(address));
         var accessed = isWrite ? Pte.Young | Pte.Dirty | Pte.SoftDirty : Pte.Young;
         while (true)
         {

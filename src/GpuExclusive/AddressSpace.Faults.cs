@@ -201,7 +201,9 @@ public sealed partial class AddressSpace
                     {
                         _pool.SetFlags(newFrame, FrameFlags.Anon | FrameFlags.AnonExclusive | (area.Locked ? FrameFlags.Mlocked : FrameFlags.None));
                         AddMapping(newFrame, page);
+                        leaf.BeginChange();
                         Interlocked.Exchange(ref entry, Pte.MakePresent(newFrame, Pte.Write | Pte.Dirty | Pte.SoftDirty | Pte.Young));
+                        leaf.EndChange();
                         replaced = true;
                     }
                 }

@@ -74,39 +74,31 @@ public sealed partial class AddressSpace
     /// <summary>Copies one parent leaf's private PTEs into the child (<c>copy_pte_range</c>).</summary>
     private void CopyLeafForFork(PageTableLeaf leaf, int first, int last, ref ForkState state)
     {
-        PageTableLeaf? childLeaf = null;
+        // copy_nonpresent_pte: device-exclusive entries are restored in the parent first, so the child never gets one.
+        // Waiting for the page lock (not trylock) is where we improve on Linux's ENOMEM. No new entry can appear after
+        // this pass: a grant needs the mmap lock, which we hold for writing.
         for (var i = first; i <= last; i++)
         {
-            ref var entry = ref leaf.Entries[i];
-            var address = leaf.AddressOf(i);
-            long pte;
-            while (true)
+            var pte = Volatile.Read(ref leaf.Entries[i]);
+            while (Pte.IsDeviceExclusive(pte))
             {
-                pte = Volatile.Read(ref entry);
-                if (Pte.IsDeviceExclusive(pte))
-                {
-                    // copy_nonpresent_pte: restore the parent's entry first. Waiting for the page lock (not trylock)
-                    // is where we improve on Linux's ENOMEM.
-                    RestoreDeviceExclusiveLocked(state.Area!, leaf, address, pte);
-                    continue;
-                }
-
-                break;
+                RestoreDeviceExclusiveLocked(state.Area!, leaf, leaf.AddressOf(i), pte);
+                pte = Volatile.Read(ref leaf.Entries[i]);
             }
+        }
 
-            if (Pte.IsNone(pte))
+        var childLeaf = state.Child._pageTable.GetOrCreateLeaf(leaf.BaseAddress);
+        lock (leaf.Lock)
+        {
+            for (var i = first; i <= last; i++)
             {
-                continue;
-            }
-
-            var frame = Pte.Frame(pte);
-            lock (leaf.Lock)
-            {
+                ref var entry = ref leaf.Entries[i];
+                long pte;
                 while (true)
                 {
                     pte = Volatile.Read(ref entry);
                     var readOnly = pte & ~Pte.Write;
-                    if (readOnly == pte || Interlocked.CompareExchange(ref entry, readOnly, pte) == pte)
+                    if (Pte.IsNone(pte) || readOnly == pte || Interlocked.CompareExchange(ref entry, readOnly, pte) == pte)
                     {
                         state.WriteProtected |= readOnly != pte;
                         pte = readOnly;
@@ -114,15 +106,19 @@ public sealed partial class AddressSpace
                     }
                 }
 
+                if (Pte.IsNone(pte))
+                {
+                    continue;
+                }
+
                 // The frame is now mapped by two spaces: neither may write it in place until one is alone again.
+                var frame = Pte.Frame(pte);
                 _pool.ClearFlags(frame, FrameFlags.AnonExclusive);
                 _pool.Get(frame);
-                state.Child.AddMapping(frame, address);
+                state.Child.AddMapping(frame, leaf.AddressOf(i));
+                Volatile.Write(ref childLeaf.Entries[i], pte & ~Pte.Young);
+                state.Shared++;
             }
-
-            childLeaf ??= state.Child._pageTable.GetOrCreateLeaf(address);
-            Volatile.Write(ref childLeaf.Entries[i], pte & ~Pte.Young);
-            state.Shared++;
         }
     }
 

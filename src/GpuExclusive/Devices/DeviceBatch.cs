@@ -2,19 +2,38 @@ using GpuExclusive.Kernels;
 
 namespace GpuExclusive.Devices;
 
-/// <summary>The shared arrays of one <see cref="DeviceMirror.Run"/>: ops, per-op state and old value, fault buffer.</summary>
+/// <summary>
+/// The shared arrays of one <see cref="DeviceMirror.Run"/>: ops, per-op state and old value, fault buffer. Mirrors
+/// keep finished batches for reuse, so a run allocates and registers nothing once warm.
+/// </summary>
 internal sealed class DeviceBatch : IDisposable
 {
-    internal DeviceBatch(ExclusiveDevice device, int count)
+    internal DeviceBatch(ExclusiveDevice device, int capacity)
     {
-        Count = count;
-        Ops = device.AllocateShared<DeviceOp>(count);
-        States = device.AllocateShared<int>(count);
-        OldValues = device.AllocateShared<long>(count);
-        Faults = device.AllocateShared<int>(Math.Min(count, 4096));
+        Capacity = capacity;
+        Count = capacity;
+        Ops = device.AllocateShared<DeviceOp>(capacity);
+        States = device.AllocateShared<int>(capacity);
+        OldValues = device.AllocateShared<long>(capacity);
+        Faults = device.AllocateShared<int>(Math.Min(capacity, 4096));
     }
 
-    internal int Count { get; }
+    internal int Capacity { get; }
+
+    /// <summary>Ops in the current use of the batch (at most <see cref="Capacity"/>); the kernel sees this many.</summary>
+    internal int Count { get; private set; }
+
+    /// <summary>True when the last launch returned because a callback raised the stop flag.</summary>
+    internal bool Stopped { get; set; }
+
+    /// <summary>Starts a use of the batch for <paramref name="count"/> ops: all pending.</summary>
+    internal void Reset(int count)
+    {
+        Count = count;
+        States.AsSpan(count).Clear();
+        FaultCount = 0;
+        Stopped = false;
+    }
 
     internal HostMappedArray<DeviceOp> Ops { get; }
 

@@ -38,6 +38,14 @@ public sealed class DeviceMirror : IDisposable
     private volatile HostMappedArray<long> _table;
     private bool _disposed;
 
+    // Slots of pages in the engine's fast range (where mappings go first), indexed by page - FastBase page, as slot + 1
+    // (0 = none): a batch resolves most ops without hashing. Grown on demand. Guarded by _lock.
+    private int[] _fastSlots = new int[InitialSlots];
+
+    // Batches of finished runs, kept for reuse (guarded by itself).
+    private const int MaxSpareBatches = 4;
+    private readonly List<DeviceBatch> _spareBatches = [];
+
     internal DeviceMirror(ExclusiveDevice device, AddressSpace space, MemoryBuffer pool)
     {
         _device = device;
@@ -148,7 +156,19 @@ public sealed class DeviceMirror : IDisposable
             return default;
         }
 
-        using var batch = new DeviceBatch(_device, ops.Length);
+        var batch = RentBatch(ops.Length);
+        try
+        {
+            return RunBatch(batch, ops, oldValues);
+        }
+        finally
+        {
+            ReturnBatch(batch);
+        }
+    }
+
+    private BatchResult RunBatch(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, Span<long> oldValues)
+    {
         FillBatch(batch, ops);
         long deviceFaults = 0, launches = 0;
         var held = new List<GrantedPage>();
@@ -182,6 +202,41 @@ public sealed class DeviceMirror : IDisposable
         return result;
     }
 
+    private DeviceBatch RentBatch(int count)
+    {
+        DeviceBatch? batch = null;
+        lock (_spareBatches)
+        {
+            for (var i = _spareBatches.Count - 1; i >= 0; i--)
+            {
+                if (_spareBatches[i].Capacity >= count)
+                {
+                    batch = _spareBatches[i];
+                    _spareBatches.RemoveAt(i);
+                    break;
+                }
+            }
+        }
+
+        batch ??= new DeviceBatch(_device, Math.Max(count, 256));
+        batch.Reset(count);
+        return batch;
+    }
+
+    private void ReturnBatch(DeviceBatch batch)
+    {
+        lock (_spareBatches)
+        {
+            if (!Volatile.Read(ref _disposed) && _spareBatches.Count < MaxSpareBatches)
+            {
+                _spareBatches.Add(batch);
+                return;
+            }
+        }
+
+        batch.Dispose();
+    }
+
     /// <summary>Stops using the space: the notifier is removed and the device page table freed. Pages stay device-exclusive until the CPU touches them.</summary>
     public void Dispose()
     {
@@ -201,6 +256,15 @@ public sealed class DeviceMirror : IDisposable
         try
         {
             _table.Dispose();
+            lock (_spareBatches)
+            {
+                foreach (var batch in _spareBatches)
+                {
+                    batch.Dispose();
+                }
+
+                _spareBatches.Clear();
+            }
         }
         finally
         {
@@ -319,6 +383,12 @@ public sealed class DeviceMirror : IDisposable
     /// <summary>The slot of <paramref name="page"/>'s device PTE, creating it (and growing the table) on first use.</summary>
     private int SlotForLocked(ulong page)
     {
+        var fastIndex = page - (PageTable.FastBase >> PagePool.PageShift);
+        if (fastIndex < (ulong)_fastSlots.Length && _fastSlots[fastIndex] != 0)
+        {
+            return _fastSlots[fastIndex] - 1;
+        }
+
         if (_slots.TryGetValue(page, out var slot))
         {
             return slot;
@@ -337,6 +407,16 @@ public sealed class DeviceMirror : IDisposable
 
         _slotPages[slot] = page;
         _slots[page] = slot;
+        if (fastIndex < PageTable.FastSpan >> PagePool.PageShift)
+        {
+            if (fastIndex >= (ulong)_fastSlots.Length)
+            {
+                Array.Resize(ref _fastSlots, (int)Math.Min(PageTable.FastSpan >> PagePool.PageShift, Math.Max(fastIndex + 1, (ulong)_fastSlots.Length * 2)));
+            }
+
+            _fastSlots[fastIndex] = slot + 1;
+        }
+
         return slot;
     }
 
@@ -559,6 +639,11 @@ public sealed class DeviceMirror : IDisposable
     private SortedSet<ulong> FaultedPages(DeviceBatch batch)
     {
         var pages = new SortedSet<ulong>();
+        if (batch.FaultCount == 0 && !batch.Stopped)
+        {
+            return pages; // the launch ran to its end and nothing faulted: every op it saw pending is done
+        }
+
         lock (_lock)
         {
             if (batch.FaultCount <= batch.Faults.Length)
@@ -569,12 +654,16 @@ public sealed class DeviceMirror : IDisposable
                 }
             }
 
-            // Ops that never ran (a stop before their turn) are pending without a fault record: find those too.
-            for (var i = 0; i < batch.Count; i++)
+            // Ops that never ran (a stop before their turn) are pending without a fault record, and an overflowing
+            // fault buffer lost some records: find those by scanning.
+            if (batch.Stopped || batch.FaultCount > batch.Faults.Length)
             {
-                if (Volatile.Read(ref batch.States[i]) == OpState.Pending)
+                for (var i = 0; i < batch.Count; i++)
                 {
-                    pages.Add(_slotPages[batch.Ops[i].Slot]);
+                    if (Volatile.Read(ref batch.States[i]) == OpState.Pending)
+                    {
+                        pages.Add(_slotPages[batch.Ops[i].Slot]);
+                    }
                 }
             }
 

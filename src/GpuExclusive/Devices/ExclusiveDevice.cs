@@ -189,9 +189,11 @@ public sealed class ExclusiveDevice : IDisposable
             Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
             // Read the table inside the launch: it is only swapped while the executor is quiesced.
             var bytes = mirror.PoolBuffer.AsRawArrayView();
-            _kernel(_grid, batch.Ops.View, batch.States.View, batch.OldValues.View, mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View);
+            _kernel(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View);
             _accelerator.Synchronize();
             batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
+            // A stop raised during the launch may have left ops that never ran (and recorded no fault).
+            batch.Stopped = Volatile.Read(ref _control[ControlBlock.Stop]) != 0;
         });
     }
 
@@ -205,7 +207,7 @@ public sealed class ExclusiveDevice : IDisposable
         {
             Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
             var bytes = memory.AsRawArrayView();
-            _kernel(_grid, batch.Ops.View, batch.States.View, batch.OldValues.View, table.View, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View);
+            _kernel(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), table.View, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View);
             _accelerator.Synchronize();
             batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
         });

@@ -111,7 +111,9 @@ public sealed partial class AddressSpace
                         }
 
                         // Clear first so CPU accesses cannot set Dirty after we have read it (the "nuke" of Linux).
+                        leaf.BeginChange();
                         var old = Interlocked.Exchange(ref entry, Pte.MakeDeviceExclusive(page.Frame, Pte.Has(pte, Pte.SoftDirty), Pte.Has(pte, Pte.UffdWp)));
+                        leaf.EndChange();
                         if (Pte.Has(old, Pte.Dirty))
                         {
                             _pool.SetFlags(page.Frame, FrameFlags.Dirty);

@@ -13,6 +13,12 @@ internal sealed class PageTable
     /// <summary>One past the highest user virtual address (x86-64's 128 TiB user half).</summary>
     internal const ulong AddressLimit = 1UL << 47;
 
+    /// <summary>Where address spaces place mappings first; the fast directory below covers <see cref="FastSpan"/> bytes from here.</summary>
+    internal const ulong FastBase = 0x1000_0000;
+
+    /// <summary>Bytes the fast directory covers (8 GiB: 4096 leaves, a 32 KiB array per space).</summary>
+    internal const ulong FastSpan = 8UL << 30;
+
     private const int Bits = 9;
     private const int Fanout = 1 << Bits;
     private const int Mask = Fanout - 1;
@@ -23,6 +29,12 @@ internal sealed class PageTable
     // Directories are bare arrays (no wrapper objects) so a walk is three dependent loads to reach the leaf.
     private readonly PageTableLeaf?[]?[]?[] _root = new PageTableLeaf?[]?[]?[Fanout];
     private int _leafCount;
+
+    /// <summary>
+    /// A flat directory of the leaves' entry arrays for <c>[FastBase, FastBase + FastSpan)</c>, where mappings go first:
+    /// CPU accesses there reach a PTE in two dependent loads instead of five. Published when a leaf is created.
+    /// </summary>
+    internal readonly long[]?[] FastEntries = new long[]?[FastSpan / PageTableLeaf.SpanBytes];
 
     /// <summary>Leaf tables allocated (each 4 KiB of PTEs).</summary>
     internal int LeafCount => Volatile.Read(ref _leafCount);
@@ -40,6 +52,16 @@ internal sealed class PageTable
 
         var l3 = Slot(l2, (int)(address >> L2Shift) & Mask);
         return l3 is null ? null : Slot(l3, (int)(address >> L3Shift) & Mask);
+    }
+
+    /// <summary>The entries (PTEs, then the sequence count) covering <paramref name="address"/>, or null; the fast directory first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long[]? FindEntries(long[]?[] fastEntries, PageTable table, ulong address)
+    {
+        var offset = address - FastBase;
+        return offset < FastSpan
+            ? Slot(fastEntries, (int)(offset / PageTableLeaf.SpanBytes))
+            : table.FindLeaf(address)?.Entries;
     }
 
     /// <summary>The leaf covering <paramref name="address"/>, creating the path to it.</summary>
@@ -63,6 +85,11 @@ internal sealed class PageTable
         }
 
         Interlocked.Increment(ref _leafCount);
+        if (leafBase - FastBase < FastSpan)
+        {
+            Volatile.Write(ref FastEntries[(leafBase - FastBase) / PageTableLeaf.SpanBytes], created.Entries);
+        }
+
         return created;
     }
 

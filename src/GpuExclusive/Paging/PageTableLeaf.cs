@@ -6,11 +6,25 @@ internal sealed class PageTableLeaf(ulong baseAddress)
     internal const int EntryCount = 512;
     internal const ulong SpanBytes = (ulong)EntryCount * PagePool.PageSize;
 
-    /// <summary>The PTEs. Changed under <see cref="Lock"/>, except that CPU accesses CAS Young/Dirty/SoftDirty into present entries.</summary>
-    internal readonly long[] Entries = new long[EntryCount];
+    /// <summary>Index of the sequence count in <see cref="Entries"/>, right after the PTEs (same array: one load fewer for readers).</summary>
+    internal const int VersionIndex = EntryCount;
+
+    /// <summary>
+    /// The PTEs, then the sequence count. PTEs change under <see cref="Lock"/>, except that CPU accesses CAS
+    /// Young/Dirty/SoftDirty into present entries. The sequence count is odd while a writer holding the lock changes an
+    /// entry in a way a reader must not miss (a frame replaced or dropped, access revoked) and even otherwise: CPU reads
+    /// validate against it (a seqlock) instead of announcing themselves, so they need no thread-local state and no store.
+    /// </summary>
+    internal readonly long[] Entries = new long[EntryCount + 1];
 
     /// <summary>The PTE lock: serialises every change to <see cref="Entries"/> other than the accessed/dirty bits.</summary>
     internal readonly Lock Lock = new();
+
+    /// <summary>Opens a change that readers must notice. Caller holds <see cref="Lock"/>; pair with <see cref="EndChange"/>.</summary>
+    internal void BeginChange() => Volatile.Write(ref Entries[VersionIndex], Entries[VersionIndex] + 1);
+
+    /// <summary>Closes the change opened by <see cref="BeginChange"/>.</summary>
+    internal void EndChange() => Volatile.Write(ref Entries[VersionIndex], Entries[VersionIndex] + 1);
 
     /// <summary>The virtual address of entry 0.</summary>
     internal ulong BaseAddress { get; } = baseAddress;

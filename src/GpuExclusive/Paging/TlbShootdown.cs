@@ -5,13 +5,14 @@ using System.Runtime.InteropServices;
 namespace GpuExclusive.Paging;
 
 /// <summary>
-/// The software TLB shootdown. A CPU access through the engine translates a PTE and then touches the frame; whoever
-/// narrows or replaces a PTE (unmap, protect, COW, grant, fork's write-protect) must not go on while an access that
-/// translated through the old entry is still running, or a store could land on a page that is no longer the
-/// accessor's. Linux gets this from the TLB flush IPI.
+/// The software TLB shootdown for stores. A CPU write through the engine translates a PTE and then stores to the
+/// frame; whoever narrows or replaces a PTE (unmap, protect, COW, grant, fork's write-protect) must not go on while a
+/// store that translated through the old entry is still running, or it could land on a page that is no longer the
+/// writer's. Linux gets this from the TLB flush IPI. (Reads need none of this: they validate against the leaf's
+/// sequence count, <see cref="PageTableLeaf.VersionIndex"/>, and retry.)
 /// </summary>
 /// <remarks>
-/// Each thread owns a slot holding a sequence: odd while it is inside an access. An access bumps it to odd,
+/// Each thread owns a slot holding a sequence: odd while it is inside a write access. An access bumps it to odd,
 /// loads the PTE, touches memory and bumps it to even — two plain stores to a thread-private cache line, no
 /// interlocked instruction. The writer changes the PTE, then <see cref="Interlocked.MemoryBarrierProcessWide"/>
 /// (the <c>membarrier</c> syscall: the IPI) makes every running thread's slot store visible, or orders its PTE
