@@ -461,13 +461,23 @@ public sealed class DeviceMirror : IDisposable
     /// Atomic, unless an invalidation overlapped the grant (then nothing is mapped and the caller retries): the
     /// <c>mmu_interval_read_begin/retry</c> loop of nouveau, with a temporary interval notifier over the range.
     /// </summary>
-    private void GrantAndMap(ulong start, ulong end, List<GrantedPage> held)
+    private void GrantAndMap(ulong start, ulong end, List<GrantedPage> held) => GrantAndMap([(start, end)], held);
+
+    private void GrantAndMap(IReadOnlyList<(ulong Start, ulong End)> runs, List<GrantedPage> held)
     {
         var interval = new GrantInterval(_device);
-        using var registration = Space.InsertIntervalNotifier(interval, start, end - start);
+        using var registration = Space.InsertIntervalNotifier(interval, runs[0].Start, runs[^1].End - runs[0].Start);
         var sequence = interval.ReadBegin();
         var first = held.Count;
-        Space.GrantExclusive(start, end, _device, held);
+        if (runs.Count == 1)
+        {
+            Space.GrantExclusive(runs[0].Start, runs[0].End, _device, held);
+        }
+        else
+        {
+            Space.GrantExclusiveRuns(runs, _device, held);
+        }
+
         lock (_lock)
         {
             ThrowIfDisposedLocked();
@@ -692,13 +702,15 @@ public sealed class DeviceMirror : IDisposable
         return false;
     }
 
-    /// <summary>Services device faults: refuses ops on pages that can never be granted, grants the rest (frames stay held until the next launch returns).</summary>
+    /// <summary>
+    /// Services device faults: refuses ops on pages that can never be granted, and grants the rest — every run under one
+    /// mmap-lock acquisition and one retry check. The frames stay held (locked) until the next launch has returned.
+    /// </summary>
     private void ServiceFaults(DeviceBatch batch, SortedSet<ulong> faulted, List<GrantedPage> held)
     {
         faulted.Remove(ulong.MaxValue);
         Dictionary<ulong, int>? refused = null;
-        var runStart = ulong.MaxValue;
-        var runEnd = 0UL;
+        var runs = new List<(ulong Start, ulong End)>();
         foreach (var page in faulted)
         {
             var address = page << PagePool.PageShift;
@@ -709,18 +721,28 @@ public sealed class DeviceMirror : IDisposable
                 continue;
             }
 
-            if (address == runEnd)
+            if (runs.Count > 0 && runs[^1].End == address)
             {
-                runEnd += PagePool.PageSize;
-                continue;
+                runs[^1] = (runs[^1].Start, address + PagePool.PageSize);
             }
-
-            GrantRun(runStart, runEnd, held);
-            runStart = address;
-            runEnd = address + PagePool.PageSize;
+            else
+            {
+                runs.Add((address, address + PagePool.PageSize));
+            }
         }
 
-        GrantRun(runStart, runEnd, held);
+        if (runs.Count > 0)
+        {
+            try
+            {
+                GrantAndMap(runs, held);
+            }
+            catch (Exception ex) when (ex is MemoryAccessException or NotSupportedException)
+            {
+                // The mapping changed since we classified the page: the next launch faults again and classifies anew.
+            }
+        }
+
         if (refused is null)
         {
             return;
@@ -735,23 +757,6 @@ public sealed class DeviceMirror : IDisposable
                     Volatile.Write(ref batch.States[i], state);
                 }
             }
-        }
-    }
-
-    private void GrantRun(ulong start, ulong end, List<GrantedPage> held)
-    {
-        if (start == ulong.MaxValue)
-        {
-            return;
-        }
-
-        try
-        {
-            GrantAndMap(start, end, held);
-        }
-        catch (Exception ex) when (ex is MemoryAccessException or NotSupportedException)
-        {
-            // The mapping changed since we classified the page: the next launch faults again and classifies anew.
         }
     }
 

@@ -36,44 +36,95 @@ public sealed partial class AddressSpace
             ThrowIfDisposed();
             ThrowIfNotGrantableLocked(start, end);
             using var reservation = FrameReservation.Take(_pool, CountFramesToFaultForWriteLocked(start, end), $"making [0x{start:x}, 0x{end:x}) device-exclusive");
-            var batch = new List<GrantedPage>(Math.Min(GrantBatchPages, (int)((end - start) >> PagePool.PageShift)));
-            for (var page = start; page < end; page += PagePool.PageSize)
-            {
-                var holdsLocks = batch.Count > 0 || granted.Count > 0;
-                var frame = FaultInWritableAndGetLocked(_areas.Find(page)!, page, reservation, mayBlock: !holdsLocks, owner);
-                if (frame < 0)
-                {
-                    ConvertBatchLocked(batch, owner, granted);
-                    return page; // another device holds the page locked and we hold locks: stop here
-                }
-
-                ref var lockWord = ref _pool.Meta(frame).State;
-                if (!FrameLock.TryLock(ref lockWord))
-                {
-                    if (holdsLocks)
-                    {
-                        _pool.Put(frame);
-                        ConvertBatchLocked(batch, owner, granted);
-                        return page;
-                    }
-
-                    FrameLock.Lock(ref lockWord, frame);
-                }
-
-                batch.Add(new GrantedPage(page, frame));
-                if (batch.Count == GrantBatchPages)
-                {
-                    ConvertBatchLocked(batch, owner, granted);
-                }
-            }
-
-            ConvertBatchLocked(batch, owner, granted);
-            return end;
+            return GrantRangeLocked(start, end, owner, granted, reservation);
         }
         finally
         {
             _mmapLock.ExitReadLock();
         }
+    }
+
+    /// <summary>
+    /// Grants several page runs (a device's faults of one launch) under <b>one</b> acquisition of the mmap lock: a
+    /// caller holding granted frames must never ask for the mmap lock again, or a queued writer (fork, protect) that
+    /// waits behind a revoker waiting for one of those frames would deadlock with it. Runs that can no longer be
+    /// granted (unmapped or made read-only meanwhile) are skipped; the ops on them fault again and are classified anew.
+    /// Stops at the first busy page, like <see cref="GrantExclusive"/>.
+    /// </summary>
+    /// <exception cref="InsufficientMemoryException">Faulting the runs in needs more frames than are free; nothing changed.</exception>
+    internal void GrantExclusiveRuns(IReadOnlyList<(ulong Start, ulong End)> runs, object owner, List<GrantedPage> granted)
+    {
+        _mmapLock.EnterReadLock();
+        try
+        {
+            ThrowIfDisposed();
+            var grantable = new List<(ulong Start, ulong End)>(runs.Count);
+            long frames = 0;
+            foreach (var run in runs)
+            {
+                try
+                {
+                    ThrowIfNotGrantableLocked(run.Start, run.End);
+                }
+                catch (Exception ex) when (ex is MemoryAccessException or NotSupportedException)
+                {
+                    continue;
+                }
+
+                grantable.Add(run);
+                frames += CountFramesToFaultForWriteLocked(run.Start, run.End);
+            }
+
+            using var reservation = FrameReservation.Take(_pool, frames, "servicing device faults");
+            foreach (var (start, end) in grantable)
+            {
+                if (GrantRangeLocked(start, end, owner, granted, reservation) != end)
+                {
+                    return;
+                }
+            }
+        }
+        finally
+        {
+            _mmapLock.ExitReadLock();
+        }
+    }
+
+    private ulong GrantRangeLocked(ulong start, ulong end, object owner, List<GrantedPage> granted, FrameReservation reservation)
+    {
+        var batch = new List<GrantedPage>(Math.Min(GrantBatchPages, (int)((end - start) >> PagePool.PageShift)));
+        for (var page = start; page < end; page += PagePool.PageSize)
+        {
+            var holdsLocks = batch.Count > 0 || granted.Count > 0;
+            var frame = FaultInWritableAndGetLocked(_areas.Find(page)!, page, reservation, mayBlock: !holdsLocks, owner);
+            if (frame < 0)
+            {
+                ConvertBatchLocked(batch, owner, granted);
+                return page; // another device holds the page locked and we hold locks: stop here
+            }
+
+            ref var lockWord = ref _pool.Meta(frame).State;
+            if (!FrameLock.TryLock(ref lockWord))
+            {
+                if (holdsLocks)
+                {
+                    _pool.Put(frame);
+                    ConvertBatchLocked(batch, owner, granted);
+                    return page;
+                }
+
+                FrameLock.Lock(ref lockWord, frame);
+            }
+
+            batch.Add(new GrantedPage(page, frame));
+            if (batch.Count == GrantBatchPages)
+            {
+                ConvertBatchLocked(batch, owner, granted);
+            }
+        }
+
+        ConvertBatchLocked(batch, owner, granted);
+        return end;
     }
 
     /// <summary>Unlocks and drops the reference of a page returned by <see cref="GrantExclusive"/>.</summary>
