@@ -342,7 +342,7 @@ public sealed class DeviceMirror : IDisposable
         {
             for (var page = start >> PagePool.PageShift; page < end >> PagePool.PageShift; page++)
             {
-                if (_slots.TryGetValue(page, out var slot) && Volatile.Read(ref table[slot]) != 0)
+                if (TryGetSlotLocked(page, out var slot) && Volatile.Read(ref table[slot]) != 0)
                 {
                     return true;
                 }
@@ -367,6 +367,21 @@ public sealed class DeviceMirror : IDisposable
     {
         var table = _table;
         var cleared = 0;
+        if ((end - start) >> PagePool.PageShift <= (ulong)_slots.Count)
+        {
+            // A small range (a revocation is one page): look its pages up rather than walk every slot.
+            for (var page = start >> PagePool.PageShift; page < end >> PagePool.PageShift; page++)
+            {
+                if (TryGetSlotLocked(page, out var slot) && Volatile.Read(ref table[slot]) != 0)
+                {
+                    Volatile.Write(ref table[slot], DevicePte.Invalid);
+                    cleared++;
+                }
+            }
+
+            return cleared;
+        }
+
         foreach (var (page, slot) in _slots)
         {
             var at = page << PagePool.PageShift;
@@ -378,6 +393,18 @@ public sealed class DeviceMirror : IDisposable
         }
 
         return cleared;
+    }
+
+    private bool TryGetSlotLocked(ulong page, out int slot)
+    {
+        var fastIndex = page - (PageTable.FastBase >> PagePool.PageShift);
+        if (fastIndex < (ulong)_fastSlots.Length)
+        {
+            slot = _fastSlots[fastIndex] - 1;
+            return slot >= 0;
+        }
+
+        return _slots.TryGetValue(page, out slot);
     }
 
     /// <summary>The slot of <paramref name="page"/>'s device PTE, creating it (and growing the table) on first use.</summary>
