@@ -148,12 +148,27 @@ public sealed partial class AddressSpace
             var rangeEnd = batch[^1].Address + PagePool.PageSize;
             using (_notifiers.Start(new NotifierRange(rangeStart, rangeEnd, NotifierEvent.Exclusive, owner)))
             {
-                foreach (var page in batch)
+                // Pages of a batch are in address order: take each leaf's lock (and open its reader-visible change) once.
+                PageTableLeaf? current = null;
+                try
                 {
-                    var leaf = _pageTable.FindLeaf(page.Address)!;
-                    ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page.Address)];
-                    lock (leaf.Lock)
+                    foreach (var page in batch)
                     {
+                        var leaf = _pageTable.FindLeaf(page.Address)!;
+                        if (!ReferenceEquals(leaf, current))
+                        {
+                            if (current is not null)
+                            {
+                                current.EndChange();
+                                current.Lock.Exit();
+                            }
+
+                            leaf.Lock.Enter();
+                            leaf.BeginChange();
+                            current = leaf;
+                        }
+
+                        ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page.Address)];
                         var pte = Volatile.Read(ref entry);
                         if (!Pte.IsWritable(pte) || Pte.Frame(pte) != page.Frame)
                         {
@@ -161,23 +176,29 @@ public sealed partial class AddressSpace
                             continue;
                         }
 
-                        // Clear first so CPU accesses cannot set Dirty after we have read it (the "nuke" of Linux).
-                        leaf.BeginChange();
+                        // Exchange so that no CPU access can set Dirty after we have read it (the "nuke" of Linux);
+                        // an access may have set SoftDirty or Dirty since our read, so both come from the old value.
                         var old = Interlocked.Exchange(ref entry, Pte.MakeDeviceExclusive(page.Frame, Pte.Has(pte, Pte.SoftDirty), Pte.Has(pte, Pte.UffdWp)));
-                        leaf.EndChange();
                         if (Pte.Has(old, Pte.Dirty))
                         {
                             _pool.SetFlags(page.Frame, FrameFlags.Dirty);
                         }
 
-                        // The entry carries SoftDirty from 'old' too: an access may have set it after our first read.
                         if (Pte.Has(old, Pte.SoftDirty) && !Pte.Has(pte, Pte.SoftDirty))
                         {
                             Volatile.Write(ref entry, Pte.MakeDeviceExclusive(page.Frame, softDirty: true, Pte.Has(old, Pte.UffdWp)));
                         }
-                    }
 
-                    granted.Add(page);
+                        granted.Add(page);
+                    }
+                }
+                finally
+                {
+                    if (current is not null)
+                    {
+                        current.EndChange();
+                        current.Lock.Exit();
+                    }
                 }
 
                 // A CPU store that translated through a converted PTE must land before the device may touch the frame.
