@@ -153,7 +153,7 @@ internal static class StressCommand
         try
         {
             for (int d = 0; d < options.Devices; d++)
-                devices.Add(OpenDevice(options.Accelerator, loggerFactory));
+                devices.Add(OpenDevice(options.Accelerator, loggerFactory, settings));
 
             context.Stdout.WriteLine(
                 $"gpux stress: seed {options.Seed}, {options.CpuThreads} worker threads + 1 churn thread, " +
@@ -184,11 +184,18 @@ internal static class StressCommand
     }
 
     /// <summary>Opens a device; a kind that is not here is bad input, reported with the library's own reason.</summary>
-    internal static ExclusiveDevice OpenDevice(AcceleratorKind kind, ILoggerFactory loggerFactory)
+    internal static ExclusiveDevice OpenDevice(AcceleratorKind kind, ILoggerFactory loggerFactory, EngineSettings? settings = null)
     {
         try
         {
-            return ExclusiveDevice.Open(kind, loggerFactory);
+            // The settings carry the kernel grid and stop-poll interval; the accelerator is the one asked for.
+            return ExclusiveDevice.Open(new EngineSettings
+            {
+                Accelerator = kind,
+                KernelGroupSize = settings?.KernelGroupSize ?? 0,
+                KernelGroups = settings?.KernelGroups ?? 0,
+                StopPollIntervalMicroseconds = settings?.StopPollIntervalMicroseconds ?? EngineSettings.DefaultStopPollIntervalMicroseconds,
+            }, loggerFactory);
         }
         catch (NotSupportedException e)
         {

@@ -11,7 +11,7 @@ public sealed class EngineSettings
     /// <summary>Default pool size: 16384 frames (64 MiB).</summary>
     public const long DefaultPoolPages = 16384;
 
-    /// <summary>Default interval at which a running kernel's stop flag is polled.</summary>
+    /// <summary>Default interval at which a callback waiting for a kernel to stop raises its stop flag again.</summary>
     public const int DefaultStopPollIntervalMicroseconds = 50;
 
     /// <summary>Frames in the <see cref="PagePool"/> (key <c>Engine:PoolPages</c>, 1..2^31-1).</summary>
@@ -26,7 +26,11 @@ public sealed class EngineSettings
     /// <summary>Groups in the persistent kernel grid; 0 sizes it to the device (key <c>Engine:KernelGroups</c>, 0..65536).</summary>
     public int KernelGroups { get; init; }
 
-    /// <summary>How often the host polls a stopping kernel, in microseconds (key <c>Engine:StopPollIntervalMicroseconds</c>, 1..1000000).</summary>
+    /// <summary>
+    /// How often an invalidation callback waiting for a running kernel to stop wakes up to raise the stop flag again and
+    /// check, in microseconds (key <c>Engine:StopPollIntervalMicroseconds</c>, 1..1000000). The kernels themselves poll
+    /// the flag between every two ops.
+    /// </summary>
     public int StopPollIntervalMicroseconds { get; init; } = DefaultStopPollIntervalMicroseconds;
 
     /// <summary>Minimum log level for every category without its own entry (key <c>Logging:LogLevel:Default</c>).</summary>

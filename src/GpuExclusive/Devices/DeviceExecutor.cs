@@ -7,7 +7,7 @@ namespace GpuExclusive.Devices;
 /// stop flag the kernels poll, waits until the running launch has returned, and holds further launches back until
 /// <see cref="Resume"/>. This is the "stop the device before the callback returns" of DESIGN §3.2.
 /// </summary>
-internal sealed class DeviceExecutor(Action<bool> setStopFlag)
+internal sealed class DeviceExecutor(Action<bool> setStopFlag, TimeSpan stopPollInterval)
 {
     // Guards _running and _quiescers; launchers and quiescers wait on it.
     private readonly object _gate = new();
@@ -62,7 +62,12 @@ internal sealed class DeviceExecutor(Action<bool> setStopFlag)
                 setStopFlag(true);
                 while (_running)
                 {
-                    Monitor.Wait(_gate);
+                    // Woken when the launch returns; between wake-ups the flag is raised again every poll interval,
+                    // so a kernel whose first read of it raced with an earlier clear still sees it.
+                    if (!Monitor.Wait(_gate, stopPollInterval) && _running)
+                    {
+                        setStopFlag(true);
+                    }
                 }
             }
         }

@@ -35,7 +35,7 @@ public sealed class ExclusiveDevice : IDisposable
     private readonly List<DeviceMirror> _mirrors = [];
     private volatile bool _disposed;
 
-    private ExclusiveDevice(Context context, Accelerator accelerator, AcceleratorKind kind, string reason, ILoggerFactory loggerFactory)
+    private ExclusiveDevice(Context context, Accelerator accelerator, AcceleratorKind kind, string reason, ILoggerFactory loggerFactory, EngineSettings settings)
     {
         _context = context;
         _accelerator = accelerator;
@@ -44,10 +44,18 @@ public sealed class ExclusiveDevice : IDisposable
         Name = accelerator.Name;
         Binder = ZeroCopyBinder.For(accelerator);
         _control = new HostMappedArray<int>(Binder, ControlBlock.Length);
-        Executor = new DeviceExecutor(stop => Volatile.Write(ref _control[ControlBlock.Stop], stop ? 1 : 0));
+        Executor = new DeviceExecutor(
+            stop => Volatile.Write(ref _control[ControlBlock.Stop], stop ? 1 : 0),
+            TimeSpan.FromTicks(settings.StopPollIntervalMicroseconds * TimeSpan.TicksPerMicrosecond));
         _kernel = accelerator.LoadStreamKernel<ArrayView<DeviceOp>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<int>, ArrayView<int>>(AtomicBatchKernel.Apply);
-        var groupSize = Math.Min(accelerator.MaxNumThreadsPerGroup, kind == AcceleratorKind.Cuda ? 256 : accelerator.MaxNumThreadsPerGroup);
-        var groups = Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize) * accelerator.NumMultiprocessors;
+        // A persistent grid sized to the device (settings may override): every thread strides over the batch, so
+        // a stop is seen within one op per thread, whatever the batch size.
+        var groupSize = settings.KernelGroupSize > 0
+            ? Math.Min(settings.KernelGroupSize, accelerator.MaxNumThreadsPerGroup)
+            : Math.Min(accelerator.MaxNumThreadsPerGroup, kind == AcceleratorKind.Cuda ? 256 : accelerator.MaxNumThreadsPerGroup);
+        var groups = settings.KernelGroups > 0
+            ? settings.KernelGroups
+            : Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize) * accelerator.NumMultiprocessors;
         _grid = new KernelConfig(groups, groupSize);
         GridThreads = groups * groupSize;
         DeviceLog.Opened(loggerFactory.CreateLogger<ExclusiveDevice>(), kind, Name, groups, groupSize, reason);
@@ -72,8 +80,18 @@ public sealed class ExclusiveDevice : IDisposable
 
     /// <summary>Opens the accelerator of <paramref name="kind"/>; <see cref="AcceleratorKind.Auto"/> prefers a CUDA GPU, else the CPU accelerator.</summary>
     /// <exception cref="NotSupportedException">The requested kind is not present, or cannot work zero-copy (OpenCL).</exception>
-    public static ExclusiveDevice Open(AcceleratorKind kind = AcceleratorKind.Auto, ILoggerFactory? loggerFactory = null)
+    public static ExclusiveDevice Open(AcceleratorKind kind = AcceleratorKind.Auto, ILoggerFactory? loggerFactory = null) =>
+        Open(new EngineSettings { Accelerator = kind }, loggerFactory);
+
+    /// <summary>
+    /// Opens the accelerator <paramref name="settings"/> name, with its kernel grid (<see cref="EngineSettings.KernelGroupSize"/>,
+    /// <see cref="EngineSettings.KernelGroups"/>; 0 sizes it to the device) and stop-poll interval.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The requested kind is not present, or cannot work zero-copy (OpenCL).</exception>
+    public static ExclusiveDevice Open(EngineSettings settings, ILoggerFactory? loggerFactory = null)
     {
+        ArgumentNullException.ThrowIfNull(settings);
+        var kind = settings.Accelerator;
         if (!Enum.IsDefined(kind))
         {
             throw new ArgumentException($"accelerator kind {(int)kind} is not Auto, Cpu, Cuda or OpenCL", nameof(kind));
@@ -139,7 +157,7 @@ public sealed class ExclusiveDevice : IDisposable
 
             try
             {
-                return new ExclusiveDevice(context, accelerator, actual, reason, loggerFactory);
+                return new ExclusiveDevice(context, accelerator, actual, reason, loggerFactory, settings);
             }
             catch
             {
