@@ -44,6 +44,8 @@ public sealed class DeviceMirror : IDisposable
 
     // Batches of finished runs, kept for reuse (guarded by itself).
     private const int MaxSpareBatches = 4;
+    // Larger batches are freed after use rather than kept (a 1 M-op batch holds ~45 MiB).
+    private const int MaxSpareBatchOps = 1 << 20;
     private readonly List<DeviceBatch> _spareBatches = [];
 
     internal DeviceMirror(ExclusiveDevice device, AddressSpace space, MemoryBuffer pool)
@@ -227,7 +229,7 @@ public sealed class DeviceMirror : IDisposable
     {
         lock (_spareBatches)
         {
-            if (!Volatile.Read(ref _disposed) && _spareBatches.Count < MaxSpareBatches)
+            if (!Volatile.Read(ref _disposed) && _spareBatches.Count < MaxSpareBatches && batch.Capacity <= MaxSpareBatchOps)
             {
                 _spareBatches.Add(batch);
                 return;
