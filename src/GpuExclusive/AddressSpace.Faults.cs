@@ -61,7 +61,9 @@ public sealed partial class AddressSpace
         Log.Fault(_logger, Id, "demand", page, isWrite);
         ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
         var accessed = Pte.Young | (isWrite ? Pte.Dirty | Pte.SoftDirty : 0);
-        var writable = area.IsWritable ? Pte.Write : 0;
+        // Under soft-dirty tracking a page is mapped writable only by a write: a read maps it read-only, so the first
+        // write — by the CPU, a grant or a device write, which all fault for write — marks it soft-dirty (as Linux).
+        var writable = area.IsWritable && (isWrite || !area.SoftDirtyTrackingEnabled) ? Pte.Write : 0;
         var mlocked = area.Locked ? FrameFlags.Mlocked : FrameFlags.None;
         if (area.IsPrivate)
         {
