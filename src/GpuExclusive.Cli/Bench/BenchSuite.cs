@@ -589,7 +589,7 @@ internal sealed unsafe class BenchSuite : IDisposable
         var baseline = new Stats(linux, linux, linux, linux, 1);
         return
         [
-            new BenchRow("metadata", "metadata-per-page", "B/page", "frame meta + PTE", engine, "Linux struct page + PTE", baseline, RatioKind.Time,
+            new BenchRow("metadata", "metadata-per-page", "B/page", "frame meta + PTE", engine, "Linux page+PTE", baseline, RatioKind.Time,
                 new Target(TargetKind.EngineMedianAtMost, 32, "≤ 32 B/page"),
                 $"PagePool.MetadataBytesPerFrame {PagePool.MetadataBytesPerFrame} B + 8 B PTE"),
         ];

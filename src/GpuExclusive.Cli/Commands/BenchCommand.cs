@@ -125,6 +125,8 @@ internal static class BenchCommand
         }
 
         clock.Stop();
+        if (!context.Interactive)
+            console.Profile.Width = 180; // one line per row in logs and redirected output
         PrintTable(console, machine, rows);
         foreach (string path in plots)
             console.WriteLine($"chart: {path}");
