@@ -343,9 +343,21 @@ internal sealed unsafe class BenchSuite : IDisposable
         using DeviceMirror mirror = Device.Mirror(space);
         AtomicOp[] busyOps = [.. Enumerable.Range(0, 1 << 16).Select(i => new AtomicOp(busy + ((ulong)(i % busyPages) * PageSize), AtomicKind.Add, 1))];
 
+        bool busyRunning = false;
+        long batches = 0;
         void Revoke(List<double> s)
         {
             _ = mirror.MakeExclusive(page, PageSize);
+            if (Volatile.Read(ref busyRunning))
+            {
+                // The grant may have waited for the busy kernel; touch only once a new batch is under way, so the
+                // revocation really has a running kernel to stop.
+                long seen = Interlocked.Read(ref batches);
+                var wait = System.Diagnostics.Stopwatch.StartNew();
+                while (Interlocked.Read(ref batches) == seen && wait.ElapsedMilliseconds < 1000)
+                    Thread.SpinWait(64);
+            }
+
             long start = System.Diagnostics.Stopwatch.GetTimestamp();
             s_sink = space.Read<int>(page);
             long stop = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -355,7 +367,6 @@ internal sealed unsafe class BenchSuite : IDisposable
         Stats idle = Measure("revoke-running: single revocation, device idle", Revoke);
         bool stop = false;
         Exception? failure = null;
-        long batches = 0;
         var thread = new Thread(() =>
         {
             try
@@ -378,6 +389,7 @@ internal sealed unsafe class BenchSuite : IDisposable
         {
             while (Interlocked.Read(ref batches) == 0 && failure is null && thread.IsAlive)
                 Thread.Sleep(1); // the first batch compiles and launches the kernel
+            Volatile.Write(ref busyRunning, true);
             running = MeasureSamples("revoke-running: single revocation, kernel running on other pages", Revoke);
         }
         finally
