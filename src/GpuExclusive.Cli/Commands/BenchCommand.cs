@@ -95,6 +95,7 @@ internal static class BenchCommand
         {
             try
             {
+                suite.WarmUp(group);
                 rows.AddRange(suite.Run(group).Where(r => Keep(r, options.Filters.ToArray())));
             }
             catch (UsageException)
