@@ -57,7 +57,7 @@ internal static class GpuxCli
         root.Subcommands.Add(InfoCommand.Create(context));
         root.Subcommands.Add(StressCommand.Create(context));
         root.Subcommands.Add(ScenarioCommand.Create(context));
-        root.Subcommands.Add(LaterCommands.Bench(context));
+        root.Subcommands.Add(BenchCommand.Create(context));
         return root;
     }
 

@@ -64,7 +64,6 @@ public sealed class GpuxCommandLineTests : IDisposable
     [InlineData("--accelerator must be one of auto, cpu, cuda, opencl (got 'gpu')", "scenario", "exclusive", "--accelerator", "gpu")]
     [InlineData("OpenCL was requested", "stress", "--accelerator", "opencl", "--seconds", "1")]
     [InlineData("OpenCL was requested", "scenario", "exclusive", "--accelerator", "opencl")]
-    [InlineData("'bench' is not built yet", "bench")]
     public void BadInput_PrintsOneLine_AndExitsTwo(string expected, params string[] args)
     {
         GpuxResult result = GpuxRunner.Run(args);

@@ -1,0 +1,72 @@
+using System.Diagnostics;
+
+namespace GpuExclusive.Cli.Bench;
+
+/// <summary>Summary of one side of a measurement: ns per operation over several timed repetitions.</summary>
+internal sealed record Stats(double Median, double P90, double Min, double Mean, int Samples)
+{
+    public static Stats From(List<double> samples)
+    {
+        if (samples.Count == 0)
+            throw new InvalidOperationException("no samples were taken");
+        double[] sorted = [.. samples];
+        Array.Sort(sorted);
+        return new Stats(Quantile(sorted, 0.5), Quantile(sorted, 0.9), sorted[0], sorted.Average(), sorted.Length);
+    }
+
+    private static double Quantile(double[] sorted, double q)
+    {
+        double position = q * (sorted.Length - 1);
+        int low = (int)Math.Floor(position);
+        int high = Math.Min(low + 1, sorted.Length - 1);
+        return sorted[low] + ((sorted[high] - sorted[low]) * (position - low));
+    }
+}
+
+/// <summary>
+/// Stopwatch timing with a bound: warm up for a quarter of the budget (at least one call), then repeat until the
+/// budget is spent, at least <see cref="MinCalls"/> calls and at most <see cref="MaxSamples"/> samples.
+/// </summary>
+internal static class Sampler
+{
+    public const int MinCalls = 3;
+    public const int MaxSamples = 20_000;
+
+    /// <summary>
+    /// Calls <paramref name="sample"/> repeatedly; each call appends one or more samples in ns per operation (it does
+    /// its own setup outside the timed part, see <see cref="Time"/>). Returns every sample taken after warmup.
+    /// </summary>
+    public static List<double> Run(double budgetSeconds, Action<List<double>> sample)
+    {
+        var discard = new List<double>();
+        long warmupEnd = Stopwatch.GetTimestamp() + (long)(budgetSeconds * 0.25 * Stopwatch.Frequency);
+        do
+        {
+            discard.Clear();
+            sample(discard);
+        }
+        while (Stopwatch.GetTimestamp() < warmupEnd);
+
+        var samples = new List<double>();
+        long end = Stopwatch.GetTimestamp() + (long)(budgetSeconds * 0.75 * Stopwatch.Frequency);
+        int calls = 0;
+        while ((calls < MinCalls || Stopwatch.GetTimestamp() < end) && samples.Count < MaxSamples)
+        {
+            sample(samples);
+            calls++;
+        }
+
+        return samples;
+    }
+
+    /// <summary>Nanoseconds <paramref name="body"/> takes, divided by <paramref name="operations"/>.</summary>
+    public static double Time(Action body, int operations)
+    {
+        long start = Stopwatch.GetTimestamp();
+        body();
+        long stop = Stopwatch.GetTimestamp();
+        return Nanoseconds(stop - start) / operations;
+    }
+
+    public static double Nanoseconds(long ticks) => ticks * 1e9 / Stopwatch.Frequency;
+}
