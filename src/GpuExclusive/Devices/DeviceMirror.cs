@@ -115,6 +115,19 @@ public sealed class DeviceMirror : IDisposable
             ThrowIfDisposedLocked();
             var table = _table;
             var count = 0;
+            if ((end - address) >> PagePool.PageShift <= (ulong)_slots.Count)
+            {
+                for (var page = address >> PagePool.PageShift; page < end >> PagePool.PageShift; page++)
+                {
+                    if (TryGetSlotLocked(page, out var slot) && DevicePte.Permission(Volatile.Read(ref table[slot])) == DevicePte.Atomic)
+                    {
+                        count++;
+                    }
+                }
+
+                return count;
+            }
+
             foreach (var (page, slot) in _slots)
             {
                 var at = page << PagePool.PageShift;
@@ -475,7 +488,7 @@ public sealed class DeviceMirror : IDisposable
             var table = _table;
             for (var at = start; at < end; at += PagePool.PageSize)
             {
-                if (!_slots.TryGetValue(at >> PagePool.PageShift, out var slot) || DevicePte.Permission(Volatile.Read(ref table[slot])) != DevicePte.Atomic)
+                if (!TryGetSlotLocked(at >> PagePool.PageShift, out var slot) || DevicePte.Permission(Volatile.Read(ref table[slot])) != DevicePte.Atomic)
                 {
                     return at;
                 }
@@ -570,7 +583,7 @@ public sealed class DeviceMirror : IDisposable
         lock (_lock)
         {
             ThrowIfDisposedLocked();
-            if (!_slots.TryGetValue(address >> PagePool.PageShift, out var slot))
+            if (!TryGetSlotLocked(address >> PagePool.PageShift, out var slot))
             {
                 return false;
             }
@@ -708,7 +721,7 @@ public sealed class DeviceMirror : IDisposable
 
             // Pages mapped Atomic meanwhile need no service: their ops just run on the next launch.
             var table = _table;
-            pages.RemoveWhere(page => _slots.TryGetValue(page, out var slot) && DevicePte.Permission(Volatile.Read(ref table[slot])) == DevicePte.Atomic);
+            pages.RemoveWhere(page => TryGetSlotLocked(page, out var slot) && DevicePte.Permission(Volatile.Read(ref table[slot])) == DevicePte.Atomic);
             if (pages.Count == 0 && AnyPending(batch))
             {
                 pages.Add(ulong.MaxValue); // only stopped ops remain: relaunch without servicing
