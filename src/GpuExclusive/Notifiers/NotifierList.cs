@@ -18,12 +18,7 @@ internal sealed class NotifierList
     {
         lock (_lock)
         {
-            if (Array.IndexOf(_notifiers, notifier) >= 0)
-            {
-                throw new InvalidOperationException("this notifier is already registered with the address space");
-            }
-
-            _notifiers = [.. _notifiers, notifier];
+            _notifiers = With(_notifiers, notifier, "this notifier is already registered with the address space");
         }
     }
 
@@ -31,7 +26,7 @@ internal sealed class NotifierList
     {
         lock (_lock)
         {
-            _notifiers = [.. _notifiers.Where(n => !ReferenceEquals(n, notifier))];
+            _notifiers = Without(_notifiers, notifier);
         }
     }
 
@@ -39,12 +34,7 @@ internal sealed class NotifierList
     {
         lock (_lock)
         {
-            if (Array.IndexOf(_intervals, notifier) >= 0)
-            {
-                throw new InvalidOperationException("this interval notifier is already inserted");
-            }
-
-            _intervals = [.. _intervals, notifier];
+            _intervals = With(_intervals, notifier, "this interval notifier is already inserted");
         }
     }
 
@@ -52,9 +42,17 @@ internal sealed class NotifierList
     {
         lock (_lock)
         {
-            _intervals = [.. _intervals.Where(n => !ReferenceEquals(n, notifier))];
+            _intervals = Without(_intervals, notifier);
         }
     }
+
+    // Copy-on-write updates of the snapshot arrays; callers hold _lock.
+    private static T[] With<T>(T[] items, T item, string alreadyThere)
+        where T : class =>
+        Array.IndexOf(items, item) >= 0 ? throw new InvalidOperationException(alreadyThere) : [.. items, item];
+
+    private static T[] Without<T>(T[] items, T item)
+        where T : class => [.. items.Where(existing => !ReferenceEquals(existing, item))];
 
     /// <summary>Fires <c>invalidate_range_start</c> for <paramref name="range"/>; dispose the scope after the PTEs changed.</summary>
     internal Scope Start(NotifierRange range)
