@@ -66,6 +66,7 @@ public sealed partial class AddressSpace : IDisposable
     /// <summary>A process-unique id (used by the reverse map and in logs).</summary>
     internal int Id { get; }
 
+    /// <summary>The page table (for benchmarks that take the access path apart).</summary>
     internal PageTable PageTable => _pageTable;
 
     internal bool IsDisposed => _disposed;

@@ -32,9 +32,6 @@ internal sealed class ReverseMap
 
     internal static long Encode(int spaceId, ulong virtualPage) => ((long)spaceId << VirtualPageBits) | (long)virtualPage;
 
-    internal static (int SpaceId, ulong VirtualPage) Decode(long entry) =>
-        ((int)(entry >>> VirtualPageBits), (ulong)(entry & ((1L << VirtualPageBits) - 1)));
-
     internal void Add(long frame, int spaceId, ulong virtualPage)
     {
         var entry = Encode(spaceId, virtualPage);

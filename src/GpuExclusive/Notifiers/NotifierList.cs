@@ -12,8 +12,6 @@ internal sealed class NotifierList
     private MmuNotifier[] _notifiers = [];
     private MmuIntervalNotifier[] _intervals = [];
 
-    internal bool IsEmpty => Volatile.Read(ref _notifiers).Length == 0 && Volatile.Read(ref _intervals).Length == 0;
-
     internal void Add(MmuNotifier notifier)
     {
         lock (_lock)

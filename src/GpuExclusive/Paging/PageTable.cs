@@ -28,16 +28,12 @@ internal sealed class PageTable
 
     // Directories are bare arrays (no wrapper objects) so a walk is three dependent loads to reach the leaf.
     private readonly PageTableLeaf?[]?[]?[] _root = new PageTableLeaf?[]?[]?[Fanout];
-    private int _leafCount;
 
     /// <summary>
     /// A flat directory of the leaves' entry arrays for <c>[FastBase, FastBase + FastSpan)</c>, where mappings go first:
     /// CPU accesses there reach a PTE in two dependent loads instead of five. Published when a leaf is created.
     /// </summary>
     internal readonly long[]?[] FastEntries = new long[]?[FastSpan / PageTableLeaf.SpanBytes];
-
-    /// <summary>Leaf tables allocated (each 4 KiB of PTEs).</summary>
-    internal int LeafCount => Volatile.Read(ref _leafCount);
 
     /// <summary>The leaf covering <paramref name="address"/>, or null when none was ever created.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -84,7 +80,6 @@ internal sealed class PageTable
             return existing;
         }
 
-        Interlocked.Increment(ref _leafCount);
         if (leafBase - FastBase < FastSpan)
         {
             Volatile.Write(ref FastEntries[(leafBase - FastBase) / PageTableLeaf.SpanBytes], created.Entries);

@@ -41,17 +41,6 @@ internal sealed class SharedMemoryObject(PagePool pool, long pages)
         }
     }
 
-    internal int FrameCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _frames.Count(static f => f != 0);
-            }
-        }
-    }
-
     /// <summary>Frames the object holds a reference on (for invariant checks).</summary>
     internal List<long> Frames()
     {
