@@ -668,10 +668,21 @@ public sealed class DeviceMirror : IDisposable
 
     private void FillBatch(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops)
     {
+        // In chunks: an invalidation callback (a CPU revocation) needs the mirror lock, and must not wait for the
+        // translation of a whole large batch.
+        const int Chunk = 4096;
+        for (var start = 0; start < ops.Length; start += Chunk)
+        {
+            FillChunk(batch, ops, start, Math.Min(ops.Length, start + Chunk));
+        }
+    }
+
+    private void FillChunk(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end)
+    {
         lock (_lock)
         {
             ThrowIfDisposedLocked();
-            for (var i = 0; i < ops.Length; i++)
+            for (var i = start; i < end; i++)
             {
                 var op = ops[i];
                 batch.Ops[i] = new DeviceOp
