@@ -231,7 +231,9 @@ public sealed class ModelBasedTests(CpuAcceleratorFixture fixture, ITestOutputHe
                     ForPages(model, start, end, p =>
                     {
                         p.DeviceAtomic = false; // invalidated; the entry itself stays (DESIGN §3.4)
-                        if ((protection & Protection.Write) == 0)
+                        // A device-exclusive entry keeps no write bit: its restore recomputes writability from the area
+                        // as it is then (DESIGN §3.3), so only present PTEs are pinned read-only here.
+                        if ((protection & Protection.Write) == 0 && p.Kind != ModelPageKind.DeviceExclusive)
                         {
                             p.MustBeReadOnly = true;
                         }
