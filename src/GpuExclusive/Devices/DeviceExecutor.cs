@@ -31,8 +31,9 @@ internal sealed class DeviceExecutor(Action<bool> setStopFlag, TimeSpan stopPoll
                 Monitor.Wait(_gate);
             }
 
-            _running = true;
+            // Clear the flag before claiming the device: if the device is gone this throws with nothing claimed.
             setStopFlag(false);
+            _running = true;
         }
 
         try

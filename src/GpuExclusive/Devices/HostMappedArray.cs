@@ -57,6 +57,8 @@ internal sealed unsafe class HostMappedArray<T> : IDisposable
                 throw new IndexOutOfRangeException();
             }
 
+            // A batch racing with the disposal of its device or mirror must see a clean error, not a null pointer.
+            ObjectDisposedException.ThrowIf(_pointer == null, this);
             return ref _pointer[index];
         }
     }
