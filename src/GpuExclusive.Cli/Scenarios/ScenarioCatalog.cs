@@ -294,11 +294,7 @@ internal static class ScenarioCatalog
                     Expect(f, child.Read<int>(marker), $"fork {f}: the child's marker");
                     child.Write(marker, -f);
                     Expect(f, space.Read<int>(marker), $"fork {f}: the parent's marker after the child wrote its own");
-                    if (device.IsCompleted)
-                    {
-                        Join(device, "the device thread");
-                        throw new ScenarioFailedException($"fork {f}: the device thread ended early");
-                    }
+                    ThrowIfEnded(device, $"fork {f}");
                 }
             }
             finally
@@ -407,11 +403,7 @@ internal static class ScenarioCatalog
                         Expect(0L, space.Read<long>(at), $"round {round}: the CPU reads discarded page {v}");
                     }
 
-                    if (device.IsCompleted)
-                    {
-                        Join(device, "the device thread");
-                        throw new ScenarioFailedException($"round {round}: the device thread ended early");
-                    }
+                    ThrowIfEnded(device, $"round {round}");
                 }
             }
             finally

@@ -57,6 +57,16 @@ internal sealed class ScenarioContext(AcceleratorKind accelerator, ILoggerFactor
     /// <summary>Starts <paramref name="body"/> on a thread; <see cref="Join"/> fails the scenario if it throws or overruns.</summary>
     public static Task Start(Action body) => Task.Factory.StartNew(body, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
+    /// <summary>Fails the scenario if a background device thread has already ended (rethrowing what it threw).</summary>
+    public static void ThrowIfEnded(Task device, string where)
+    {
+        if (device.IsCompleted)
+        {
+            Join(device, "the device thread");
+            throw new ScenarioFailedException($"{where}: the device thread ended early");
+        }
+    }
+
     public static void Join(Task task, string what)
     {
         bool finished;
