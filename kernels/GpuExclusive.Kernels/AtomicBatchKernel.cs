@@ -3,22 +3,28 @@ using ILGPU;
 namespace GpuExclusive.Kernels;
 
 /// <summary>
-/// The persistent grid-stride kernel that applies a batch of atomics to pool memory through a device page table.
+/// The kernels that apply batches of atomics to pool memory through a device page table: <see cref="Apply"/>, one
+/// persistent grid-stride launch per batch, and <see cref="Serve"/>, a resident one-group kernel that waits on a
+/// doorbell and serves batch after batch without a launch each.
 /// </summary>
 /// <remarks>
 /// Each op is translated through <c>table[op.Slot]</c>; without Atomic permission the op is a device fault: its slot is
-/// appended to the fault buffer and the op stays pending for the host to service and replay. The stop flag is polled
-/// (atomically: a plain load may never see the host's store on a GPU) before each op, never in the middle of one, and
-/// an op's state becomes Done only after its atomic is applied and its old value stored — so a kernel stopped by a
-/// revocation and relaunched applies every op exactly once. Atomics only through <see cref="Atomic"/>: the GPU backends
-/// map <c>Interlocked.CompareExchange</c>'s arguments in the wrong order.
+/// appended to the fault buffer and the op stays pending for the host to service and replay. Before it reads an entry a
+/// thread publishes the slot in its hazard word (<see cref="HazardWord"/>) (and clears it once the op is applied): an invalidation clears the
+/// entry and then waits only for hazard words naming that slot, so a revocation never stops the kernel (a Dekker pair
+/// — store hazard, fence, load entry against store entry, load hazard — means either the thread sees the cleared entry
+/// and faults, or the host sees the hazard and waits). The stop flag is polled (atomically: a plain load may never see
+/// the host's store on a GPU) before each op, never in the middle of one, and an op's state becomes Done only after its
+/// atomic is applied and its old value stored — so a stopped and relaunched batch applies every op exactly once.
+/// Atomics only through <see cref="Atomic"/>: the GPU backends map <c>Interlocked.CompareExchange</c>'s arguments in
+/// the wrong order.
 /// </remarks>
 public static class AtomicBatchKernel
 {
     /// <summary>log2 of the page size.</summary>
     public const int PageShift = 12;
 
-    /// <summary>The kernel entry point; launch with an explicit grid sized to the device.</summary>
+    /// <summary>One launch per batch; launch with an explicit grid sized to the device.</summary>
     public static void Apply(
         ArrayView<DeviceOp> ops,
         ArrayView<int> states,
@@ -27,10 +33,88 @@ public static class AtomicBatchKernel
         ArrayView<int> memory32,
         ArrayView<long> memory64,
         ArrayView<int> control,
-        ArrayView<int> faults)
+        ArrayView<int> faults,
+        ArrayView<int> hazards)
     {
-        long stride = Grid.DimX * Group.DimX;
-        for (long i = Grid.IdxX * Group.DimX + Group.IdxX; i < ops.Length; i += stride)
+        var thread = Grid.IdxX * Group.DimX + Group.IdxX;
+        ApplyShare(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+    }
+
+    /// <summary>
+    /// The resident kernel: launch with exactly one group. It serves a batch of <c>control[Count]</c> ops each time the
+    /// host rings <c>control[Doorbell]</c> with a new number, stores that number in <c>control[Finished]</c> when every
+    /// op of the batch was applied or faulted, and returns when the stop flag is raised. It polls without pause (ILGPU
+    /// compiles kernels for its CPU accelerator too, so there is no yielding): the host bounds the polling with the
+    /// resident idle time.
+    /// </summary>
+    public static void Serve(
+        ArrayView<DeviceOp> ops,
+        ArrayView<int> states,
+        ArrayView<long> oldValues,
+        ArrayView<long> table,
+        ArrayView<int> memory32,
+        ArrayView<long> memory64,
+        ArrayView<int> control,
+        ArrayView<int> faults,
+        ArrayView<int> hazards)
+    {
+        // The first thread polls and broadcasts its decision: threads that decided on their own could disagree about
+        // a stop raised between their reads and leave the others waiting at a barrier.
+        ref var round = ref SharedMemory.Allocate<int>();
+        var served = 0;
+        while (true)
+        {
+            if (Group.IsFirstThread)
+            {
+                var bell = Atomic.Or(ref control[ControlBlock.Doorbell], 0);
+                while (bell == served && Atomic.Or(ref control[ControlBlock.Stop], 0) == 0)
+                {
+                    bell = Atomic.Or(ref control[ControlBlock.Doorbell], 0);
+                }
+
+                round = bell == served ? -1 : bell;
+            }
+
+            Group.Barrier();
+            var current = round;
+            if (current < 0)
+            {
+                return;
+            }
+
+            served = current;
+            var count = Atomic.Or(ref control[ControlBlock.Count], 0);
+            ApplyShare(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+
+            // Every thread is done with the batch (and has read `round`) before the first thread reports and polls again.
+            Group.Barrier();
+            if (Group.IsFirstThread)
+            {
+                MemoryFence.SystemLevel();
+                Atomic.Exchange(ref control[ControlBlock.Finished], current);
+            }
+        }
+    }
+
+    /// <summary>Applies ops <paramref name="thread"/>, +<paramref name="stride"/>, … below <paramref name="count"/>.</summary>
+    private static void ApplyShare(
+        int thread,
+        int stride,
+        long count,
+        ArrayView<DeviceOp> ops,
+        ArrayView<int> states,
+        ArrayView<long> oldValues,
+        ArrayView<long> table,
+        ArrayView<int> memory32,
+        ArrayView<long> memory64,
+        ArrayView<int> control,
+        ArrayView<int> faults,
+        ArrayView<int> hazards)
+    {
+        // Alternates between two ops so that two ops in a row on one page publish different hazard words: a host
+        // waiting for the first sees the word change even if it never sees the zero in between.
+        var flip = 0;
+        for (long i = thread; i < count; i += stride)
         {
             if (Atomic.Or(ref control[ControlBlock.Stop], 0) != 0)
             {
@@ -43,9 +127,13 @@ public static class AtomicBatchKernel
             }
 
             var op = ops[i];
+            flip ^= 1;
+            Atomic.Exchange(ref hazards[thread], HazardWord(op.Slot, flip));
+            MemoryFence.SystemLevel();
             var entry = Atomic.Or(ref table[op.Slot], 0L);
             if (DevicePte.Permission(entry) != DevicePte.Atomic)
             {
+                Atomic.Exchange(ref hazards[thread], 0);
                 var at = Atomic.Add(ref control[ControlBlock.FaultCount], 1);
                 if (at < faults.Length)
                 {
@@ -61,8 +149,15 @@ public static class AtomicBatchKernel
                 : Apply32(ref memory32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
             MemoryFence.SystemLevel();
             states[i] = OpState.Done;
+            Atomic.Exchange(ref hazards[thread], 0);
         }
     }
+
+    /// <summary>The hazard word of a thread working through <paramref name="slot"/> (0 is "none").</summary>
+    public static int HazardWord(int slot, int flip) => ((slot + 1) << 1) | flip;
+
+    /// <summary>The slot a non-zero hazard word names.</summary>
+    public static int HazardSlot(int word) => (word >> 1) - 1;
 
     /// <summary>Applies one 32-bit atomic and returns the old value, sign-extended.</summary>
     public static long Apply32(ref int target, int code, int operand, int comparand) => code switch

@@ -64,8 +64,12 @@ public static class ControlBlock
     public const int Stop = 0;
     /// <summary>Number of entries the kernel appended to the fault buffer (may exceed its length: then the host scans).</summary>
     public const int FaultCount = 1;
-    /// <summary>Ops the kernel applied in this launch.</summary>
-    public const int Applied = 2;
+    /// <summary>The resident kernel serves a batch each time the host stores a new number here.</summary>
+    public const int Doorbell = 2;
+    /// <summary>Ops in the batch the doorbell announced.</summary>
+    public const int Count = 3;
+    /// <summary>The doorbell number of the last batch the resident kernel finished.</summary>
+    public const int Finished = 4;
     /// <summary>Words in the block.</summary>
-    public const int Length = 4;
+    public const int Length = 8;
 }

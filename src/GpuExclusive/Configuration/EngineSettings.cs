@@ -14,6 +14,12 @@ public sealed class EngineSettings
     /// <summary>Default interval at which a callback waiting for a kernel to stop raises its stop flag again.</summary>
     public const int DefaultStopPollIntervalMicroseconds = 50;
 
+    /// <summary>Default largest batch the resident kernel serves (larger ones get a launch of their own).</summary>
+    public const int DefaultResidentBatchOps = 1024;
+
+    /// <summary>Default time the resident kernel waits for the next batch before it is stopped.</summary>
+    public const int DefaultResidentIdleMicroseconds = 2000;
+
     /// <summary>Frames in the <see cref="PagePool"/> (key <c>Engine:PoolPages</c>, 1..2^31-1).</summary>
     public long PoolPages { get; init; } = DefaultPoolPages;
 
@@ -32,6 +38,20 @@ public sealed class EngineSettings
     /// the flag between every two ops.
     /// </summary>
     public int StopPollIntervalMicroseconds { get; init; } = DefaultStopPollIntervalMicroseconds;
+
+    /// <summary>
+    /// Batches of at most this many ops run on the resident kernel — launched once, it waits on a doorbell in host-mapped
+    /// memory and serves batch after batch, so a small batch costs no launch (key <c>Engine:ResidentBatchOps</c>,
+    /// 0..65536; 0 turns the resident kernel off and every batch gets a launch).
+    /// </summary>
+    public int ResidentBatchOps { get; init; } = DefaultResidentBatchOps;
+
+    /// <summary>
+    /// How long the resident kernel waits for the next batch before it is stopped, in microseconds (key
+    /// <c>Engine:ResidentIdleMicroseconds</c>, 1..10000000). While it waits it polls the doorbell: on ILGPU's CPU
+    /// accelerator that is one busy core.
+    /// </summary>
+    public int ResidentIdleMicroseconds { get; init; } = DefaultResidentIdleMicroseconds;
 
     /// <summary>Minimum log level for every category without its own entry (key <c>Logging:LogLevel:Default</c>).</summary>
     public LogLevel DefaultLogLevel { get; init; } = LogLevel.Warning;

@@ -39,6 +39,8 @@ public static class EngineSettingsLoader
         ["Engine:KernelGroupSize"] = (0, 1024),
         ["Engine:KernelGroups"] = (0, 65536),
         ["Engine:StopPollIntervalMicroseconds"] = (1, 1_000_000),
+        ["Engine:ResidentBatchOps"] = (0, 65536),
+        ["Engine:ResidentIdleMicroseconds"] = (1, 10_000_000),
     };
 
     private const string AcceleratorKey = "Engine:Accelerator";
@@ -85,6 +87,8 @@ public static class EngineSettingsLoader
         var accelerator = AcceleratorKind.Auto;
         int kernelGroupSize = 0, kernelGroups = 0;
         int stopPoll = EngineSettings.DefaultStopPollIntervalMicroseconds;
+        int residentBatchOps = EngineSettings.DefaultResidentBatchOps;
+        int residentIdle = EngineSettings.DefaultResidentIdleMicroseconds;
         var defaultLevel = LogLevel.Warning;
         var categories = new Dictionary<string, LogLevel>(StringComparer.OrdinalIgnoreCase);
 
@@ -97,6 +101,8 @@ public static class EngineSettingsLoader
                 case "Engine:KernelGroupSize": kernelGroupSize = (int)(long)parsed; break;
                 case "Engine:KernelGroups": kernelGroups = (int)(long)parsed; break;
                 case "Engine:StopPollIntervalMicroseconds": stopPoll = (int)(long)parsed; break;
+                case "Engine:ResidentBatchOps": residentBatchOps = (int)(long)parsed; break;
+                case "Engine:ResidentIdleMicroseconds": residentIdle = (int)(long)parsed; break;
                 case AcceleratorKey: accelerator = (AcceleratorKind)parsed; break;
                 case DefaultLogLevelKey: defaultLevel = (LogLevel)parsed; break;
                 default: categories[value.Key[(LogLevelSection.Length + 1)..]] = (LogLevel)parsed; break;
@@ -110,6 +116,8 @@ public static class EngineSettingsLoader
             KernelGroupSize = kernelGroupSize,
             KernelGroups = kernelGroups,
             StopPollIntervalMicroseconds = stopPoll,
+            ResidentBatchOps = residentBatchOps,
+            ResidentIdleMicroseconds = residentIdle,
             DefaultLogLevel = defaultLevel,
             CategoryLogLevels = categories,
             Values = values,
@@ -164,6 +172,8 @@ public static class EngineSettingsLoader
             ["Engine:KernelGroupSize", defaults.KernelGroupSize.ToString(CultureInfo.InvariantCulture)],
             ["Engine:KernelGroups", defaults.KernelGroups.ToString(CultureInfo.InvariantCulture)],
             ["Engine:StopPollIntervalMicroseconds", defaults.StopPollIntervalMicroseconds.ToString(CultureInfo.InvariantCulture)],
+            ["Engine:ResidentBatchOps", defaults.ResidentBatchOps.ToString(CultureInfo.InvariantCulture)],
+            ["Engine:ResidentIdleMicroseconds", defaults.ResidentIdleMicroseconds.ToString(CultureInfo.InvariantCulture)],
             [DefaultLogLevelKey, defaults.DefaultLogLevel.ToString()],
         ];
         return new Layer([.. pairs.Select(p => new SettingValue(p[0], p[1], SettingSource.Default, DefaultOrigin))]);

@@ -322,66 +322,46 @@ public sealed class DeviceMirror : IDisposable
         }
     }
 
-    /// <summary>The invalidation callback: stop the device, clear device PTEs in the range (DESIGN §3.2).</summary>
+    /// <summary>
+    /// The invalidation callback (DESIGN §3.2): clear the device PTEs of the range, then wait until no kernel thread is
+    /// still reading one of them or applying an atomic through it (their hazard words). The kernel keeps running: ops
+    /// on the cleared pages fault and are replayed after a grant; the rest of the batch goes on.
+    /// </summary>
     private void Invalidate(in NotifierRange range)
     {
+        var cleared = t_clearedSlots ??= [];
+        cleared.Clear();
         lock (_lock)
         {
-            if (_disposed || !AnyValidLocked(range.Start, range.End))
+            if (_disposed)
             {
-                return; // nothing mapped there: the device cannot be touching it
-            }
-        }
-
-        _device.Executor.Quiesce();
-        try
-        {
-            int cleared;
-            lock (_lock)
-            {
-                cleared = ClearLocked(range.Start, range.End);
+                return;
             }
 
-            DeviceLog.Invalidated(_logger, Space.Id, cleared, range.Event, range.Start, range.End);
+            ClearLocked(range.Start, range.End, cleared);
         }
-        finally
+
+        if (cleared.Count == 0)
         {
-            _device.Executor.Resume();
+            return; // nothing mapped there: the device cannot be touching it
+        }
+
+        _device.WaitForHazards(cleared);
+        DeviceLog.Invalidated(_logger, Space.Id, cleared.Count, range.Event, range.Start, range.End);
+        if (cleared.Capacity > 1 << 16)
+        {
+            t_clearedSlots = null; // do not keep a huge unmap's list alive on this thread
         }
     }
 
-    private bool AnyValidLocked(ulong start, ulong end)
+    // Slots an invalidation cleared, reused per thread: a revocation allocates nothing.
+    [ThreadStatic]
+    private static List<int>? t_clearedSlots;
+
+    /// <summary>Clears the valid device PTEs of <c>[start, end)</c>, each with a full fence (the host half of the hazard handshake).</summary>
+    private void ClearLocked(ulong start, ulong end, List<int> cleared)
     {
         var table = _table;
-        if ((end - start) >> PagePool.PageShift <= (ulong)_slots.Count)
-        {
-            for (var page = start >> PagePool.PageShift; page < end >> PagePool.PageShift; page++)
-            {
-                if (TryGetSlotLocked(page, out var slot) && Volatile.Read(ref table[slot]) != 0)
-                {
-                    return true;
-                }
-            }
-
-            return false;
-        }
-
-        foreach (var (page, slot) in _slots)
-        {
-            var at = page << PagePool.PageShift;
-            if (at >= start && at < end && Volatile.Read(ref table[slot]) != 0)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    private int ClearLocked(ulong start, ulong end)
-    {
-        var table = _table;
-        var cleared = 0;
         if ((end - start) >> PagePool.PageShift <= (ulong)_slots.Count)
         {
             // A small range (a revocation is one page): look its pages up rather than walk every slot.
@@ -389,12 +369,12 @@ public sealed class DeviceMirror : IDisposable
             {
                 if (TryGetSlotLocked(page, out var slot) && Volatile.Read(ref table[slot]) != 0)
                 {
-                    Volatile.Write(ref table[slot], DevicePte.Invalid);
-                    cleared++;
+                    Interlocked.Exchange(ref table[slot], DevicePte.Invalid);
+                    cleared.Add(slot);
                 }
             }
 
-            return cleared;
+            return;
         }
 
         foreach (var (page, slot) in _slots)
@@ -402,12 +382,10 @@ public sealed class DeviceMirror : IDisposable
             var at = page << PagePool.PageShift;
             if (at >= start && at < end && Volatile.Read(ref table[slot]) != 0)
             {
-                Volatile.Write(ref table[slot], DevicePte.Invalid);
-                cleared++;
+                Interlocked.Exchange(ref table[slot], DevicePte.Invalid);
+                cleared.Add(slot);
             }
         }
-
-        return cleared;
     }
 
     private bool TryGetSlotLocked(ulong page, out int slot)

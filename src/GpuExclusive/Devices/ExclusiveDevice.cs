@@ -7,6 +7,7 @@ using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using BatchKernel = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<GpuExclusive.Kernels.DeviceOp>, ILGPU.ArrayView<int>, ILGPU.ArrayView<long>, ILGPU.ArrayView<long>, ILGPU.ArrayView<int>, ILGPU.ArrayView<long>, ILGPU.ArrayView<int>, ILGPU.ArrayView<int>, ILGPU.ArrayView<int>>;
 
 namespace GpuExclusive;
 
@@ -26,8 +27,17 @@ public sealed class ExclusiveDevice : IDisposable
     private readonly Accelerator _accelerator;
     private readonly ILoggerFactory _loggerFactory;
     private readonly HostMappedArray<int> _control;
-    private readonly Action<KernelConfig, ArrayView<DeviceOp>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<int>, ArrayView<int>> _kernel;
+    private readonly BatchKernel _kernel;
+    private readonly BatchKernel _serve;
     private readonly KernelConfig _grid;
+
+    // One word per kernel thread: the slot (+1) whose entry it is reading or whose page it is applying an atomic to.
+    private readonly HostMappedArray<int> _hazards;
+
+    // The resident kernel's staging batch (null when it is turned off) and its last doorbell number.
+    private readonly DeviceBatch? _residentBatch;
+    private readonly KernelConfig _residentGrid;
+    private int _doorbell;
 
     // Guards _pools, _mirrors and _disposed transitions.
     private readonly Lock _lock = new();
@@ -46,8 +56,11 @@ public sealed class ExclusiveDevice : IDisposable
         _control = new HostMappedArray<int>(Binder, ControlBlock.Length);
         Executor = new DeviceExecutor(
             stop => Volatile.Write(ref _control[ControlBlock.Stop], stop ? 1 : 0),
-            TimeSpan.FromTicks(settings.StopPollIntervalMicroseconds * TimeSpan.TicksPerMicrosecond));
-        _kernel = accelerator.LoadStreamKernel<ArrayView<DeviceOp>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<int>, ArrayView<int>>(AtomicBatchKernel.Apply);
+            TimeSpan.FromTicks(settings.StopPollIntervalMicroseconds * TimeSpan.TicksPerMicrosecond),
+            TimeSpan.FromTicks(settings.ResidentIdleMicroseconds * TimeSpan.TicksPerMicrosecond),
+            sharesCpuResidency: kind == AcceleratorKind.Cpu);
+        _kernel = LoadBatchKernel(accelerator, AtomicBatchKernel.Apply);
+        _serve = LoadBatchKernel(accelerator, AtomicBatchKernel.Serve);
         // A persistent grid sized to the device (settings may override): every thread strides over the batch, so
         // a stop is seen within one op per thread, whatever the batch size.
         var groupSize = settings.KernelGroupSize > 0
@@ -58,6 +71,15 @@ public sealed class ExclusiveDevice : IDisposable
             : Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize) * accelerator.NumMultiprocessors;
         _grid = new KernelConfig(groups, groupSize);
         GridThreads = groups * groupSize;
+        // The resident kernel is one group: one thread on the CPU accelerator (it polls a core while it waits, and
+        // more threads would meet at a barrier per batch), a block of 128 on a GPU.
+        var residentThreads = kind == AcceleratorKind.Cuda ? Math.Min(128, accelerator.MaxNumThreadsPerGroup) : 1;
+        _residentGrid = new KernelConfig(1, residentThreads);
+        _hazards = new HostMappedArray<int>(Binder, Math.Max(GridThreads, residentThreads));
+        if (settings.ResidentBatchOps > 0)
+        {
+            _residentBatch = new DeviceBatch(this, settings.ResidentBatchOps);
+        }
         DeviceLog.Opened(loggerFactory.CreateLogger<ExclusiveDevice>(), kind, Name, groups, groupSize, reason);
     }
 
@@ -200,6 +222,12 @@ public sealed class ExclusiveDevice : IDisposable
     /// <summary>Runs one launch of the atomic batch kernel (through the executor: one kernel at a time, stoppable).</summary>
     internal void LaunchBatch(DeviceBatch batch, DeviceMirror mirror)
     {
+        if (_residentBatch is not null && batch.Count <= _residentBatch.Capacity)
+        {
+            RunOnResidentKernel(batch, mirror);
+            return;
+        }
+
         Executor.Launch(() =>
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -207,7 +235,7 @@ public sealed class ExclusiveDevice : IDisposable
             Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
             // Read the table inside the launch: it is only swapped while the executor is quiesced.
             var bytes = mirror.PoolBuffer.AsRawArrayView();
-            _kernel(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View);
+            _kernel(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
             _accelerator.Synchronize();
             batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
             // A stop raised during the launch may have left ops that never ran (and recorded no fault).
@@ -225,11 +253,117 @@ public sealed class ExclusiveDevice : IDisposable
         {
             Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
             var bytes = memory.AsRawArrayView();
-            _kernel(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), table.View, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View);
+            _kernel(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), table.View, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
             _accelerator.Synchronize();
             batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
         });
     }
+
+    /// <summary>
+    /// Runs <paramref name="batch"/> on the resident kernel of <paramref name="mirror"/> (launching it if it is not
+    /// live): copies the batch into the kernel's staging arrays, rings the doorbell, waits until the kernel reports the
+    /// batch finished, and copies states, old values and faults back.
+    /// </summary>
+    private void RunOnResidentKernel(DeviceBatch batch, DeviceMirror mirror)
+    {
+        var staging = _residentBatch!;
+        Executor.RunResident(
+            mirror,
+            prepare: () =>
+            {
+                _doorbell = 0;
+                Volatile.Write(ref _control[ControlBlock.Doorbell], 0);
+                Volatile.Write(ref _control[ControlBlock.Finished], 0);
+            },
+            residentLaunch: () =>
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                ObjectDisposedException.ThrowIf(mirror.IsDisposed, mirror);
+                _accelerator.Bind();
+                // The table and pool are launch arguments: a table swap quiesces, which ends this launch.
+                var bytes = mirror.PoolBuffer.AsRawArrayView();
+                _serve(_residentGrid, staging.Ops.View, staging.States.View, staging.OldValues.View, mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, staging.Faults.View, _hazards.View);
+                _accelerator.Synchronize();
+            },
+            batch: () =>
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                ObjectDisposedException.ThrowIf(mirror.IsDisposed, mirror);
+                var count = batch.Count;
+                batch.Ops.AsSpan(count).CopyTo(staging.Ops.AsSpan(count));
+                batch.States.AsSpan(count).CopyTo(staging.States.AsSpan(count));
+                batch.OldValues.AsSpan(count).CopyTo(staging.OldValues.AsSpan(count));
+                Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
+                Volatile.Write(ref _control[ControlBlock.Count], count);
+                var bell = ++_doorbell;
+                Interlocked.Exchange(ref _control[ControlBlock.Doorbell], bell);
+                WaitUntilFinished(bell);
+                staging.States.AsSpan(count).CopyTo(batch.States.AsSpan(count));
+                staging.OldValues.AsSpan(count).CopyTo(batch.OldValues.AsSpan(count));
+                var faults = Volatile.Read(ref _control[ControlBlock.FaultCount]);
+                var recorded = (int)Math.Min(Math.Min(faults, staging.Faults.Length), batch.Faults.Length);
+                staging.Faults.AsSpan(recorded).CopyTo(batch.Faults.AsSpan(recorded));
+                // More faults than the batch's buffer keeps: FaultCount past its length makes the host scan.
+                batch.FaultCount = faults;
+                batch.Stopped = Volatile.Read(ref _control[ControlBlock.Stop]) != 0;
+            });
+    }
+
+    /// <summary>
+    /// Waits until no kernel thread's hazard word names one of <paramref name="clearedSlots"/> (entries the caller has
+    /// just cleared with a full fence): after that no thread can still apply an atomic through them.
+    /// </summary>
+    internal void WaitForHazards(List<int> clearedSlots)
+    {
+        if (clearedSlots.Count > 16)
+        {
+            clearedSlots.Sort();
+        }
+
+        try
+        {
+            for (var thread = 0; thread < _hazards.Length; thread++)
+            {
+                var hazard = Volatile.Read(ref _hazards[thread]);
+                if (hazard == 0 || !Names(clearedSlots, AtomicBatchKernel.HazardSlot(hazard)))
+                {
+                    continue;
+                }
+
+                // The thread read the entry before it was cleared (or is about to see it cleared): wait for it to move
+                // on. Its op takes nanoseconds; the wait is long only if the OS preempted that thread.
+                var spin = default(SpinWait);
+                while (Volatile.Read(ref _hazards[thread]) == hazard)
+                {
+                    spin.SpinOnce(sleep1Threshold: -1);
+                }
+            }
+        }
+        catch (ObjectDisposedException) when (_disposed)
+        {
+            // The device is gone, and its kernels with it.
+        }
+
+        static bool Names(List<int> slots, int slot) => slots.Count > 16 ? slots.BinarySearch(slot) >= 0 : slots.Contains(slot);
+    }
+
+    private void WaitUntilFinished(int bell)
+    {
+        var spin = default(SpinWait);
+        while (Volatile.Read(ref _control[ControlBlock.Finished]) != bell)
+        {
+            if (spin.Count > 0 && spin.Count % 1024 == 0)
+            {
+                Executor.ThrowIfResidentGone();
+            }
+
+            // Yield rather than sleep: the kernel answers within microseconds, a 1 ms sleep would dominate.
+            spin.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+
+    private static BatchKernel LoadBatchKernel(Accelerator accelerator, Action<ArrayView<DeviceOp>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<int>, ArrayView<int>, ArrayView<int>> kernel) =>
+        accelerator.LoadStreamKernel(kernel);
 
     /// <summary>The pool is going away (all its spaces, hence our mirrors of them, are gone): drop its binding.</summary>
     private void ForgetPool(PagePool pool)
@@ -286,6 +420,9 @@ public sealed class ExclusiveDevice : IDisposable
                 _pools.Clear();
             }
 
+            Executor.Dispose();
+            _residentBatch?.Dispose();
+            _hazards.Dispose();
             _control.Dispose();
             _accelerator.Dispose();
             _context.Dispose();

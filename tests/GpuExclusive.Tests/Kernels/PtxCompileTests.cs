@@ -12,10 +12,20 @@ namespace GpuExclusive.Tests.Kernels;
 /// </summary>
 public sealed class PtxCompileTests
 {
-    private static readonly Lazy<string> Ptx = new(CompileBatchKernel);
+    private static readonly Lazy<string> Ptx = new(() => Compile(nameof(AtomicBatchKernel.Apply)));
+    private static readonly Lazy<string> ResidentPtx = new(() => Compile(nameof(AtomicBatchKernel.Serve)));
 
     [Fact]
     public void BatchKernel_CompilesToPtx_ForHopper() => Assert.Contains(".entry", Ptx.Value, StringComparison.Ordinal);
+
+    [Theory]
+    [InlineData(".entry")]
+    [InlineData("bar.sync")]      // the first thread's doorbell decision reaches the group through a barrier
+    [InlineData(".shared")]       // ... and shared memory
+    [InlineData("atom.exch.b32")] // hazard words and the Finished report are atomic stores
+    [InlineData("membar.sys")]    // the batch's results are published system-wide before Finished says so
+    public void ResidentKernel_CompilesToPtx_WithTheExpectedInstruction(string instruction) =>
+        Assert.Contains(instruction, ResidentPtx.Value, StringComparison.Ordinal);
 
     [Theory]
     [InlineData("atom.or.b32")]   // the stop-flag poll is an atomic load, not a plain one a GPU may cache
@@ -34,11 +44,11 @@ public sealed class PtxCompileTests
     public void BatchKernel_Ptx_ReadsDevicePtesAtomically() =>
         Assert.Contains("atom.or.b64", Ptx.Value, StringComparison.Ordinal);
 
-    private static string CompileBatchKernel()
+    private static string Compile(string kernelName)
     {
         using var context = Context.Create(builder => builder.Default());
         using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null!);
-        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(typeof(AtomicBatchKernel).GetMethod(nameof(AtomicBatchKernel.Apply))!);
+        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(typeof(AtomicBatchKernel).GetMethod(kernelName)!);
         var kernel = (PTXCompiledKernel)backend.Compile(entry, default);
         return kernel.PTXAssembly;
     }
