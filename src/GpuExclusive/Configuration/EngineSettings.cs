@@ -33,7 +33,7 @@ public sealed class EngineSettings
     public int KernelGroups { get; init; }
 
     /// <summary>
-    /// How often an invalidation callback waiting for a running kernel to stop wakes up to raise the stop flag again and
+    /// How often a callback waiting for a running kernel to stop (a device page-table swap, a teardown) wakes up to raise the stop flag again and
     /// check, in microseconds (key <c>Engine:StopPollIntervalMicroseconds</c>, 1..1000000). The kernels themselves poll
     /// the flag between every two ops.
     /// </summary>

@@ -15,9 +15,10 @@ namespace GpuExclusive;
 /// <remarks>
 /// Atomics need an Atomic device PTE, obtained only by a grant (<see cref="MakeExclusive"/>, or a device fault during
 /// <see cref="Run"/>); plain device reads and writes mirror the CPU PTE (<c>hmm_range_fault</c>) without exclusivity.
-/// Every invalidation of the space except this device's own <see cref="NotifierEvent.Exclusive"/> events stops the
-/// device's running kernel and clears the affected device PTEs before the callback returns. Thread-safe; several
-/// threads may <see cref="Run"/> at once (launches on one device take turns).
+/// Every invalidation of the space except this device's own <see cref="NotifierEvent.Exclusive"/> events clears the
+/// affected device PTEs and waits until no kernel thread is still using them (hazard words) before the callback
+/// returns; the running kernel is not stopped. Thread-safe; several threads may <see cref="Run"/> at once (batches on
+/// one device take turns).
 /// </remarks>
 public sealed class DeviceMirror : IDisposable
 {

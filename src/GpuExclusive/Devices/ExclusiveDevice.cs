@@ -17,8 +17,9 @@ namespace GpuExclusive;
 /// not to clash with <c>ILGPU.Runtime.Device</c>.
 /// </summary>
 /// <remarks>
-/// The device runs one kernel at a time (a persistent grid-stride kernel sized to the device); invalidation callbacks
-/// stop it cooperatively. All members are thread-safe. Disposing the device stops a running batch (its
+/// The device runs one kernel at a time: a persistent grid-stride kernel sized to the device for a large batch, or the
+/// resident kernel that serves small batches through a doorbell (EngineSettings.ResidentBatchOps). Invalidation
+/// callbacks do not stop it; a device page-table swap or a teardown stops it cooperatively. All members are thread-safe. Disposing the device stops a running batch (its
 /// <see cref="DeviceMirror.Run"/> throws <see cref="ObjectDisposedException"/>) and disposes its mirrors.
 /// </remarks>
 public sealed class ExclusiveDevice : IDisposable
