@@ -10,10 +10,10 @@ namespace GpuExclusive.Kernels;
 /// <remarks>
 /// Each op is translated through <c>table[op.Slot]</c>; without Atomic permission the op is a device fault: its slot is
 /// appended to the fault buffer and the op stays pending for the host to service and replay. Before it reads an entry a
-/// thread publishes the slot in its hazard word (<see cref="HazardWord"/>) (and clears it once the op is applied): an invalidation clears the
-/// entry and then waits only for hazard words naming that slot, so a revocation never stops the kernel (a Dekker pair
-/// — store hazard, fence, load entry against store entry, load hazard — means either the thread sees the cleared entry
-/// and faults, or the host sees the hazard and waits). The stop flag is polled (atomically: a plain load may never see
+/// thread publishes the slot in its hazard word (<see cref="HazardWord"/>; kept while its ops stay on that page, cleared
+/// when it faults or finishes): an invalidation clears the entry and then waits only for hazard words naming that slot,
+/// so a revocation never stops the kernel (a Dekker pair — store hazard, fence, load entry against store entry, load
+/// hazard — means either the thread sees the cleared entry and faults, or the host sees the hazard and waits). The stop flag is polled (atomically: a plain load may never see
 /// the host's store on a GPU) before each op, never in the middle of one, and an op's state becomes Done only after its
 /// atomic is applied and its old value stored — so a stopped and relaunched batch applies every op exactly once.
 /// Atomics only through <see cref="Atomic"/>: the GPU backends map <c>Interlocked.CompareExchange</c>'s arguments in
@@ -37,7 +37,27 @@ public static class AtomicBatchKernel
         ArrayView<int> hazards)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+        ApplyShare<PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+    }
+
+    /// <summary>
+    /// <see cref="Apply"/> without hazard words: what the same translation and atomics cost when nothing can take a page
+    /// back under the kernel. The baseline "device atomics through the engine" is measured against; not safe under
+    /// revocation.
+    /// </summary>
+    public static void ApplyWithoutHazards(
+        ArrayView<DeviceOp> ops,
+        ArrayView<int> states,
+        ArrayView<long> oldValues,
+        ArrayView<long> table,
+        ArrayView<int> memory32,
+        ArrayView<long> memory64,
+        ArrayView<int> control,
+        ArrayView<int> faults,
+        ArrayView<int> hazards)
+    {
+        var thread = Grid.IdxX * Group.DimX + Group.IdxX;
+        ApplyShare<NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
     }
 
     /// <summary>
@@ -84,7 +104,7 @@ public static class AtomicBatchKernel
 
             served = current;
             var count = Atomic.Or(ref control[ControlBlock.Count], 0);
-            ApplyShare(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+            ApplyShare<PublishHazards>(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
 
             // Every thread is done with the batch (and has read `round`) before the first thread reports and polls again.
             Group.Barrier();
@@ -97,7 +117,7 @@ public static class AtomicBatchKernel
     }
 
     /// <summary>Applies ops <paramref name="thread"/>, +<paramref name="stride"/>, … below <paramref name="count"/>.</summary>
-    private static void ApplyShare(
+    private static void ApplyShare<THazards>(
         int thread,
         int stride,
         long count,
@@ -110,15 +130,21 @@ public static class AtomicBatchKernel
         ArrayView<int> control,
         ArrayView<int> faults,
         ArrayView<int> hazards)
+        where THazards : struct, IHazardPolicy
     {
-        // Alternates between two ops so that two ops in a row on one page publish different hazard words: a host
-        // waiting for the first sees the word change even if it never sees the zero in between.
+        var publish = default(THazards).Publishes;
+
+        // The slot this thread's hazard word names (-1: none). It stays published across consecutive ops on one page —
+        // each op still reads the entry, so a host waiting on the word sees it change within one op once the entry is
+        // cleared — and is published anew, with the other flip bit, whenever the page changes: a host waiting for one
+        // publication sees the next as a change even if it never saw the zero in between.
+        var published = -1;
         var flip = 0;
         for (long i = thread; i < count; i += stride)
         {
             if (Atomic.Or(ref control[ControlBlock.Stop], 0) != 0)
             {
-                return;
+                break;
             }
 
             if (states[i] != OpState.Pending)
@@ -127,13 +153,23 @@ public static class AtomicBatchKernel
             }
 
             var op = ops[i];
-            flip ^= 1;
-            Atomic.Exchange(ref hazards[thread], HazardWord(op.Slot, flip));
-            MemoryFence.SystemLevel();
+            if (publish && op.Slot != published)
+            {
+                flip ^= 1;
+                Atomic.Exchange(ref hazards[thread], HazardWord(op.Slot, flip));
+                MemoryFence.SystemLevel();
+                published = op.Slot;
+            }
+
             var entry = Atomic.Or(ref table[op.Slot], 0L);
             if (DevicePte.Permission(entry) != DevicePte.Atomic)
             {
-                Atomic.Exchange(ref hazards[thread], 0);
+                if (published >= 0)
+                {
+                    Atomic.Exchange(ref hazards[thread], 0);
+                    published = -1;
+                }
+
                 var at = Atomic.Add(ref control[ControlBlock.FaultCount], 1);
                 if (at < faults.Length)
                 {
@@ -149,6 +185,10 @@ public static class AtomicBatchKernel
                 : Apply32(ref memory32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
             MemoryFence.SystemLevel();
             states[i] = OpState.Done;
+        }
+
+        if (published >= 0)
+        {
             Atomic.Exchange(ref hazards[thread], 0);
         }
     }

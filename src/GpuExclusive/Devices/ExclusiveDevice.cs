@@ -30,6 +30,7 @@ public sealed class ExclusiveDevice : IDisposable
     private readonly HostMappedArray<int> _control;
     private readonly BatchKernel _kernel;
     private readonly BatchKernel _serve;
+    private BatchKernel? _rawKernel;
     private readonly KernelConfig _grid;
 
     // One word per kernel thread: the slot (+1) whose entry it is reading or whose page it is applying an atomic to.
@@ -245,16 +246,18 @@ public sealed class ExclusiveDevice : IDisposable
     }
 
     /// <summary>
-    /// Launches the same batch kernel over <paramref name="memory"/> with a caller-built device page table: no mirror,
-    /// no faults, no replays. The baseline that "device atomics through the engine" is measured against.
+    /// Launches the batch kernel without hazard words (<see cref="AtomicBatchKernel.ApplyWithoutHazards"/>, compiled on
+    /// first use) over <paramref name="memory"/> with a caller-built device page table: no mirror, no faults, no
+    /// replays, nothing to revoke. The baseline that "device atomics through the engine" is measured against.
     /// </summary>
     internal void LaunchRaw(DeviceBatch batch, HostMappedArray<long> table, MemoryBuffer memory)
     {
+        var raw = LazyInitializer.EnsureInitialized(ref _rawKernel, () => LoadBatchKernel(_accelerator, AtomicBatchKernel.ApplyWithoutHazards));
         Executor.Launch(() =>
         {
             Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
             var bytes = memory.AsRawArrayView();
-            _kernel(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), table.View, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
+            raw(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), table.View, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
             _accelerator.Synchronize();
             batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
         });

@@ -18,6 +18,10 @@ public sealed class PtxCompileTests
     [Fact]
     public void BatchKernel_CompilesToPtx_ForHopper() => Assert.Contains(".entry", Ptx.Value, StringComparison.Ordinal);
 
+    [Fact]
+    public void RawBaselineKernel_CompilesToPtx() =>
+        Assert.Contains(".entry", Compile(nameof(AtomicBatchKernel.ApplyWithoutHazards)), StringComparison.Ordinal);
+
     [Theory]
     [InlineData(".entry")]
     [InlineData("bar.sync")]      // the first thread's doorbell decision reaches the group through a barrier
