@@ -63,9 +63,10 @@ public static class AtomicBatchKernel
     /// <summary>
     /// The resident kernel: launch with exactly one group. It serves a batch of <c>control[Count]</c> ops each time the
     /// host rings <c>control[Doorbell]</c> with a new number, stores that number in <c>control[Finished]</c> when every
-    /// op of the batch was applied or faulted, and returns when the stop flag is raised. It polls without pause (ILGPU
-    /// compiles kernels for its CPU accelerator too, so there is no yielding): the host bounds the polling with the
-    /// resident idle time.
+    /// op of the batch was applied or faulted, and returns when the stop flag is raised — or, if
+    /// <c>control[IdlePolls]</c> is set, after that many empty polls, closing the doorbell first. It polls without pause
+    /// (ILGPU compiles kernels for its CPU accelerator too, so it cannot yield): on the CPU accelerator the poll limit
+    /// gives the core back quickly when the host has nothing to send.
     /// </summary>
     public static void Serve(
         ArrayView<DeviceOp> ops,
@@ -81,18 +82,29 @@ public static class AtomicBatchKernel
         // The first thread polls and broadcasts its decision: threads that decided on their own could disagree about
         // a stop raised between their reads and leave the others waiting at a barrier.
         ref var round = ref SharedMemory.Allocate<int>();
+        var idleLimit = Atomic.Or(ref control[ControlBlock.IdlePolls], 0);
         var served = 0;
         while (true)
         {
             if (Group.IsFirstThread)
             {
+                var polls = 0;
                 var bell = Atomic.Or(ref control[ControlBlock.Doorbell], 0);
                 while (bell == served && Atomic.Or(ref control[ControlBlock.Stop], 0) == 0)
                 {
+                    if (idleLimit > 0 && ++polls >= idleLimit)
+                    {
+                        // Close the doorbell unless the host rang meanwhile: the host rings with a compare-exchange
+                        // too, so exactly one of the two wins and no batch is ever rung into a kernel that left.
+                        var seen = Atomic.CompareExchange(ref control[ControlBlock.Doorbell], served, ControlBlock.Closed);
+                        bell = seen == served ? ControlBlock.Closed : seen;
+                        break;
+                    }
+
                     bell = Atomic.Or(ref control[ControlBlock.Doorbell], 0);
                 }
 
-                round = bell == served ? -1 : bell;
+                round = bell == served || bell == ControlBlock.Closed ? -1 : bell;
             }
 
             Group.Barrier();

@@ -70,6 +70,10 @@ public static class ControlBlock
     public const int Count = 3;
     /// <summary>The doorbell number of the last batch the resident kernel finished.</summary>
     public const int Finished = 4;
+    /// <summary>Empty doorbell polls after which the resident kernel closes the doorbell and returns; 0: never.</summary>
+    public const int IdlePolls = 5;
+    /// <summary>The doorbell value of a resident kernel that closed it: the host must launch a new one to ring.</summary>
+    public const int Closed = -1;
     /// <summary>Words in the block.</summary>
     public const int Length = 8;
 }

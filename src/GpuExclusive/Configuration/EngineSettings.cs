@@ -18,7 +18,7 @@ public sealed class EngineSettings
     public const int DefaultResidentBatchOps = 1024;
 
     /// <summary>Default time the resident kernel waits for the next batch before it is stopped.</summary>
-    public const int DefaultResidentIdleMicroseconds = 2000;
+    public const int DefaultResidentIdleMicroseconds = 100;
 
     /// <summary>Frames in the <see cref="PagePool"/> (key <c>Engine:PoolPages</c>, 1..2^31-1).</summary>
     public long PoolPages { get; init; } = DefaultPoolPages;
@@ -49,7 +49,8 @@ public sealed class EngineSettings
     /// <summary>
     /// How long the resident kernel waits for the next batch before it is stopped, in microseconds (key
     /// <c>Engine:ResidentIdleMicroseconds</c>, 1..10000000). While it waits it polls the doorbell: on ILGPU's CPU
-    /// accelerator that is one busy core.
+    /// accelerator that is one busy core, so there the kernel leaves by itself after about this long of polling; on a
+    /// GPU a host timer stops it (with about a millisecond of resolution).
     /// </summary>
     public int ResidentIdleMicroseconds { get; init; } = DefaultResidentIdleMicroseconds;
 

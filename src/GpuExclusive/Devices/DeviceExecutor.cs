@@ -109,9 +109,18 @@ internal sealed class DeviceExecutor : IDisposable
     /// <summary>
     /// Runs <paramref name="batch"/> (which rings the resident kernel and waits for it) with the resident kernel of
     /// <paramref name="owner"/> live, launching it through <paramref name="residentLaunch"/> first if needed (on the
-    /// launcher thread; <paramref name="prepare"/> runs before, with nothing on the device).
+    /// launcher thread; <paramref name="prepare"/> runs before, with nothing on the device). <paramref name="batch"/>
+    /// returns false, having rung nothing, when the kernel had closed its doorbell (it left after its idle polls):
+    /// then a new one is launched and the batch tried again.
     /// </summary>
-    internal void RunResident(object owner, Action prepare, Action residentLaunch, Action batch)
+    internal void RunResident(object owner, Action prepare, Action residentLaunch, Func<bool> batch)
+    {
+        while (!TryRunResident(owner, prepare, residentLaunch, batch))
+        {
+        }
+    }
+
+    private bool TryRunResident(object owner, Action prepare, Action residentLaunch, Func<bool> batch)
     {
         DeviceExecutor? displaced = null;
         lock (_gate)
@@ -149,9 +158,10 @@ internal sealed class DeviceExecutor : IDisposable
             displaced.GiveUpResidency();
         }
 
+        var rung = true;
         try
         {
-            batch();
+            rung = batch();
         }
         finally
         {
@@ -159,7 +169,12 @@ internal sealed class DeviceExecutor : IDisposable
             {
                 _running = false;
                 _lastBatchEnd = Stopwatch.GetTimestamp();
-                if (_sharesCpuResidency && _resident && !_residentExiting && Volatile.Read(ref s_cpuResidentHolder) != this)
+                if (!rung && _resident)
+                {
+                    // The kernel closed its doorbell and is returning: the next try waits for it and launches anew.
+                    _residentExiting = true;
+                }
+                else if (_sharesCpuResidency && _resident && !_residentExiting && Volatile.Read(ref s_cpuResidentHolder) != this)
                 {
                     // Another device took residency while this batch ran.
                     _residentExiting = true;
@@ -174,6 +189,8 @@ internal sealed class DeviceExecutor : IDisposable
                 Monitor.PulseAll(_gate);
             }
         }
+
+        return rung;
     }
 
     /// <summary>

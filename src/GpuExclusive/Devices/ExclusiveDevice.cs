@@ -39,7 +39,12 @@ public sealed class ExclusiveDevice : IDisposable
     // The resident kernel's staging batch (null when it is turned off) and its last doorbell number.
     private readonly DeviceBatch? _residentBatch;
     private readonly KernelConfig _residentGrid;
+    private readonly int _residentIdlePolls;
     private int _doorbell;
+
+    // Doorbell polls per microsecond of the resident kernel on the CPU accelerator (two atomic loads each), roughly:
+    // it turns the idle time into a poll limit, since a kernel cannot read a clock.
+    private const int CpuPollsPerMicrosecond = 50;
 
     // Guards _pools, _mirrors and _disposed transitions.
     private readonly Lock _lock = new();
@@ -77,6 +82,11 @@ public sealed class ExclusiveDevice : IDisposable
         // more threads would meet at a barrier per batch), a block of 128 on a GPU.
         var residentThreads = kind == AcceleratorKind.Cuda ? Math.Min(128, accelerator.MaxNumThreadsPerGroup) : 1;
         _residentGrid = new KernelConfig(1, residentThreads);
+        // On the CPU accelerator the kernel leaves by itself after the idle time's worth of polls: a host timer is too
+        // coarse (a millisecond) for a thread that holds a core while it polls. A GPU waits for the host's timer.
+        _residentIdlePolls = kind == AcceleratorKind.Cpu
+            ? (int)Math.Min(int.MaxValue, (long)settings.ResidentIdleMicroseconds * CpuPollsPerMicrosecond)
+            : 0;
         _hazards = new HostMappedArray<int>(Binder, Math.Max(GridThreads, residentThreads));
         if (settings.ResidentBatchOps > 0)
         {
@@ -278,6 +288,7 @@ public sealed class ExclusiveDevice : IDisposable
                 _doorbell = 0;
                 Volatile.Write(ref _control[ControlBlock.Doorbell], 0);
                 Volatile.Write(ref _control[ControlBlock.Finished], 0);
+                Volatile.Write(ref _control[ControlBlock.IdlePolls], _residentIdlePolls);
             },
             residentLaunch: () =>
             {
@@ -299,8 +310,13 @@ public sealed class ExclusiveDevice : IDisposable
                 batch.OldValues.AsSpan(count).CopyTo(staging.OldValues.AsSpan(count));
                 Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
                 Volatile.Write(ref _control[ControlBlock.Count], count);
-                var bell = ++_doorbell;
-                Interlocked.Exchange(ref _control[ControlBlock.Doorbell], bell);
+                var bell = _doorbell + 1;
+                if (Interlocked.CompareExchange(ref _control[ControlBlock.Doorbell], bell, _doorbell) != _doorbell)
+                {
+                    return false; // closed: the kernel left after its idle polls
+                }
+
+                _doorbell = bell;
                 WaitUntilFinished(bell);
                 staging.States.AsSpan(count).CopyTo(batch.States.AsSpan(count));
                 staging.OldValues.AsSpan(count).CopyTo(batch.OldValues.AsSpan(count));
@@ -310,6 +326,7 @@ public sealed class ExclusiveDevice : IDisposable
                 // More faults than the batch's buffer keeps: FaultCount past its length makes the host scan.
                 batch.FaultCount = faults;
                 batch.Stopped = Volatile.Read(ref _control[ControlBlock.Stop]) != 0;
+                return true;
             });
     }
 
@@ -356,8 +373,15 @@ public sealed class ExclusiveDevice : IDisposable
         var spin = default(SpinWait);
         while (Volatile.Read(ref _control[ControlBlock.Finished]) != bell)
         {
-            if (spin.Count > 0 && spin.Count % 1024 == 0)
+            if (spin.Count > 0 && spin.Count % 1024 == 0 && !Executor.IsResident)
             {
+                // It may have finished the batch, idled and left while this thread was descheduled: its launch has
+                // returned, so what it wrote is all there to see now.
+                if (Volatile.Read(ref _control[ControlBlock.Finished]) == bell)
+                {
+                    return;
+                }
+
                 Executor.ThrowIfResidentGone();
             }
 

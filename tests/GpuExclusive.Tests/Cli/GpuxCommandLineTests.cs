@@ -149,9 +149,11 @@ public sealed class GpuxCommandLineTests : IDisposable
     }
 }
 
-[CollectionDefinition(Name)]
-public sealed class GpuxCollection
+/// <summary>
+/// gpux runs share the console (Ctrl+C handler, logger) and the two CI cores: one at a time, and never beside the device
+/// tests (the CPU accelerator's resident kernel polls a core, and one device's residency ends another's).
+/// </summary>
+public static class GpuxCollection
 {
-    // gpux runs share the console (Ctrl+C handler, logger) and the two CI cores: one at a time.
-    public const string Name = "gpux";
+    public const string Name = GpuExclusive.Tests.Device.DeviceCollection.Name;
 }

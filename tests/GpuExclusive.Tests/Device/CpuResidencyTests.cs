@@ -5,7 +5,7 @@ namespace GpuExclusive.Tests.Device;
 /// host core, so one device's residency ends another's.
 /// </summary>
 [Collection(DeviceCollection.Name)]
-public sealed class CpuResidencyTests(CpuAcceleratorFixture fixture) : IClassFixture<CpuAcceleratorFixture>
+public sealed class CpuResidencyTests
 {
     private const ulong Page = PagePool.PageSize;
 
@@ -34,8 +34,9 @@ public sealed class CpuResidencyTests(CpuAcceleratorFixture fixture) : IClassFix
     [Fact]
     public void OnTheCpuAccelerator_ASecondDevicesResidentKernel_EndsTheFirst()
     {
-        var first = fixture.Device;
-        var second = fixture.SecondDevice;
+        // Idle times long enough that only the second device can end the first one's residency.
+        using var first = ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, ResidentIdleMicroseconds = 10_000_000 });
+        using var second = ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, ResidentIdleMicroseconds = 10_000_000 });
         using var pool = new PagePool(8, lockMemory: false);
         using var space = new AddressSpace(pool);
         using var firstMirror = first.Mirror(space);
@@ -53,9 +54,54 @@ public sealed class CpuResidencyTests(CpuAcceleratorFixture fixture) : IClassFix
             Thread.Sleep(1);
         }
 
-        // Ended by the second device, not by its idle timer: the default idle time is 2 ms, so check the order too.
         Assert.False(first.Executor.IsResident, "two resident kernels poll host cores at once");
         Assert.Equal(1, space.Read<int>(a));
         Assert.Equal(1, space.Read<int>(b));
+    }
+
+    [Fact]
+    public void AKernelThatLeavesAfterEveryBatch_RacingTheNextRing_LosesAndRepeatsNothing()
+    {
+        // One microsecond of idle polls: the kernel closes its doorbell right after nearly every batch, racing the host's
+        // next ring; a ring that loses must launch a new kernel and ring again, a ring that wins must be served.
+        const int Threads = 2;
+        const int BatchesPerThread = 300;
+        using var device = ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, ResidentIdleMicroseconds = 1 });
+        using var pool = new PagePool(8, lockMemory: false);
+        using var space = new AddressSpace(pool);
+        using var mirror = device.Mirror(space);
+        var counter = space.Map(Page, Protection.ReadWrite);
+
+        var workers = Enumerable.Range(0, Threads).Select(t => Task.Factory.StartNew(
+            () =>
+            {
+                var random = new Random(t);
+                for (var i = 0; i < BatchesPerThread; i++)
+                {
+                    Assert.Equal(1, mirror.Run([new AtomicOp(counter, AtomicKind.Add, 1)]).Completed);
+                    Thread.SpinWait(random.Next(0, 4000)); // from nothing to a few microseconds between batches
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default)).ToArray();
+
+        Assert.True(WaitAll(workers, TimeSpan.FromSeconds(60)), "the batches did not finish within 60 s");
+        Assert.All(workers, w => Assert.Null(w.Exception));
+        Assert.Equal(Threads * BatchesPerThread, space.Read<int>(counter));
+        Assert.True(device.Executor.ResidentLaunches > 1, "the kernel never left: the test proved nothing");
+    }
+
+    // Worker threads, not async code: nothing here can deadlock on a synchronization context.
+    private static bool WaitAll(Task[] tasks, TimeSpan timeout)
+    {
+        try
+        {
+            return Task.WaitAll(tasks, timeout);
+        }
+        catch (AggregateException)
+        {
+            return true; // finished; the caller looks at each task's exception
+        }
     }
 }
