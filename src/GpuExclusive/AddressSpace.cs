@@ -401,14 +401,14 @@ public sealed partial class AddressSpace : IDisposable
     }
 
     /// <summary>Inserts an interval notifier for <c>[address, address + length)</c>; dispose the result to remove it.</summary>
+    /// <exception cref="ArgumentException">Bad range (see <see cref="Unmap"/>).</exception>
+    /// <exception cref="InvalidOperationException">The notifier is already inserted, in this space or another; nothing changed.</exception>
     public IDisposable InsertIntervalNotifier(MmuIntervalNotifier notifier, ulong address, ulong length)
     {
         ArgumentNullException.ThrowIfNull(notifier);
         var end = AddressRange.Validate(address, length);
         ThrowIfDisposed();
-        notifier.Start = address;
-        notifier.End = end;
-        _notifiers.Add(notifier);
+        _notifiers.Add(notifier, address, end);
         return new Registration(() => _notifiers.Remove(notifier));
     }
 
