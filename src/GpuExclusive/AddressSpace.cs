@@ -391,6 +391,22 @@ public sealed partial class AddressSpace : IDisposable
         }
     }
 
+    /// <summary>Every area, in address order, as <c>[start, end) protection sharing [locked]</c> (what <c>/proc/pid/maps</c> shows).</summary>
+    /// <remarks>For tests and diagnostics: <see cref="Inspect"/> cannot tell a page's protection before it is faulted in.</remarks>
+    internal string[] DescribeAreas()
+    {
+        _mmapLock.EnterReadLock();
+        try
+        {
+            ThrowIfDisposed();
+            return [.. _areas.Areas.Select(static a => $"{a}{(a.SoftDirty ? " soft-dirty" : string.Empty)}")];
+        }
+        finally
+        {
+            _mmapLock.ExitReadLock();
+        }
+    }
+
     /// <summary>Registers a notifier for every invalidation of this space; dispose the result to unregister.</summary>
     public IDisposable RegisterNotifier(MmuNotifier notifier)
     {
