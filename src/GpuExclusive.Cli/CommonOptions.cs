@@ -45,12 +45,8 @@ internal sealed class CommonOptions
             if (text is not null && !IsName<AcceleratorKind>(text))
                 result.AddError($"--accelerator must be one of auto, cpu, cuda, opencl (got '{text}')");
         });
-        PoolPages.Validators.Add(result =>
-        {
-            long? pages = result.GetValueOrDefault<long?>();
-            if (pages is < 1 or > int.MaxValue)
-                result.AddError($"--pool-pages must be between 1 and {int.MaxValue} (got {pages})");
-        });
+        OptionRules.Range(PoolPages, 1, int.MaxValue);
+        OptionRules.NonEmptyPath(Config);
     }
 
     public void AddTo(Command command)
@@ -83,10 +79,18 @@ internal sealed class CommonOptions
         if (parse.GetValue(PoolPages) is { } pages)
             overrides["Engine:PoolPages"] = pages.ToString(CultureInfo.InvariantCulture);
 
-        return EngineSettingsLoader.Load(path, overrides, context.Environment);
+        try
+        {
+            return EngineSettingsLoader.Load(path, overrides, context.Environment);
+        }
+        catch (ConfigurationException e) when (parse.GetValue(Config) is not null && e.Origin != "command line" && !e.Origin.StartsWith("environment variable", StringComparison.Ordinal))
+        {
+            // With --config the only file read is the one it names: say which option brought it in.
+            throw new UsageException($"{Config.Name} {e.Message}");
+        }
     }
 
-    // Enum.TryParse alone would also accept numbers ("3"); only names are meaningful here.
+    // One name, ignoring case: not a number ("3") nor a combination ("cpu,cuda", which Enum.TryParse reads as OpenCL).
     private static bool IsName<TEnum>(string text) where TEnum : struct, Enum =>
-        text.Length > 0 && char.IsLetter(text[0]) && Enum.TryParse<TEnum>(text, ignoreCase: true, out _);
+        EngineSettingsLoader.TryParseName<TEnum>(text.Trim(), out _);
 }

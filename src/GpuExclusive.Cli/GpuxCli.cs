@@ -19,6 +19,8 @@ internal static class GpuxCli
         var context = new CliContext(stdout, stderr, environment, interactive);
         RootCommand root = BuildRoot(context);
         ParseResult parse = root.Parse(args);
+        if (OptionRules.ValueMisuse(root, args, parse.UnmatchedTokens) is { } misuse)
+            return BadInput(stderr, misuse);
         if (parse.Errors.Count > 0)
         {
             // "gpux bogus" reports both a missing command and the stray token; the stray token is the real mistake.

@@ -391,6 +391,22 @@ public sealed partial class AddressSpace : IDisposable
         }
     }
 
+    /// <summary>Every area, in address order, as <c>[start, end) protection sharing [locked]</c> (what <c>/proc/pid/maps</c> shows).</summary>
+    /// <remarks>For tests and diagnostics: <see cref="Inspect"/> cannot tell a page's protection before it is faulted in.</remarks>
+    internal string[] DescribeAreas()
+    {
+        _mmapLock.EnterReadLock();
+        try
+        {
+            ThrowIfDisposed();
+            return [.. _areas.Areas.Select(static a => $"{a}{(a.SoftDirty ? " soft-dirty" : string.Empty)}")];
+        }
+        finally
+        {
+            _mmapLock.ExitReadLock();
+        }
+    }
+
     /// <summary>Registers a notifier for every invalidation of this space; dispose the result to unregister.</summary>
     public IDisposable RegisterNotifier(MmuNotifier notifier)
     {
@@ -401,14 +417,14 @@ public sealed partial class AddressSpace : IDisposable
     }
 
     /// <summary>Inserts an interval notifier for <c>[address, address + length)</c>; dispose the result to remove it.</summary>
+    /// <exception cref="ArgumentException">Bad range (see <see cref="Unmap"/>).</exception>
+    /// <exception cref="InvalidOperationException">The notifier is already inserted, in this space or another; nothing changed.</exception>
     public IDisposable InsertIntervalNotifier(MmuIntervalNotifier notifier, ulong address, ulong length)
     {
         ArgumentNullException.ThrowIfNull(notifier);
         var end = AddressRange.Validate(address, length);
         ThrowIfDisposed();
-        notifier.Start = address;
-        notifier.End = end;
-        _notifiers.Add(notifier);
+        _notifiers.Add(notifier, address, end);
         return new Registration(() => _notifiers.Remove(notifier));
     }
 

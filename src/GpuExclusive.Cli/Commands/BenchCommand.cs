@@ -34,12 +34,20 @@ internal static class BenchCommand
         var plot = new Option<string?>("--plot") { Description = "Write PNG charts into this folder (created): revocation latency histogram, ping-pong rate vs pages, grant/fork cost vs size.", HelpName = "DIR" };
         seconds.Validators.Add(result =>
         {
-            if (result.Tokens.Count == 1 && !double.TryParse(result.Tokens[0].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+            // The token's own text, parsed here: a token that is no number is System.CommandLine's to report.
+            if (result.Tokens.Count != 1 || !double.TryParse(result.Tokens[0].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
                 return;
-            double value = result.GetValueOrDefault<double>();
             if (!(value >= 0.001 && value <= 60))
                 result.AddError($"--seconds must be between 0.001 and 60 (got {value.ToString(CultureInfo.InvariantCulture)})");
         });
+        filter.Validators.Add(result =>
+        {
+            // "--filter ''" or "--filter ," names no group: without this it would run every group (a minute of work).
+            foreach (var token in result.Tokens.Where(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Length == 0))
+                result.AddError($"--filter needs a group or row name (got '{token.Value}')");
+        });
+        OptionRules.NonEmptyPath(json);
+        OptionRules.NonEmptyPath(plot);
 
         var command = new Command(
             "bench",
@@ -76,12 +84,11 @@ internal static class BenchCommand
 
     private static int Execute(CliContext context, EngineSettings settings, BenchOptions options, string[] groups, string? jsonPath, string? plotDir)
     {
+        // Where the results go is checked before a minute of measurements, not after.
         if (jsonPath is not null)
-        {
-            string? folder = Path.GetDirectoryName(Path.GetFullPath(jsonPath));
-            if (folder is not null && !Directory.Exists(folder))
-                throw new UsageException($"--json {jsonPath}: folder {folder} does not exist");
-        }
+            OptionRules.CheckWritableFile("--json", jsonPath);
+        if (plotDir is not null)
+            OptionRules.CreateFolder("--plot", plotDir);
 
         using ILoggerFactory loggerFactory = CliLogging.CreateFactory(settings);
         var clock = Stopwatch.StartNew();

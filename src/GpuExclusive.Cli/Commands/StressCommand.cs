@@ -67,13 +67,14 @@ internal static class StressCommand
             HelpName = "N",
         };
 
-        AddRange(seconds, 1, 86_400);
-        AddRange(ops, 1, long.MaxValue);
-        AddRange(seed, 0, int.MaxValue);
-        AddRange(pages, 1, 1_000_000);
-        AddRange(threads, 1, CounterLayout.MaxWorkers);
-        AddRange(devices, 0, StressOptions.MaxDevices);
-        AddRange(watchdog, 1, 3600);
+        OptionRules.Range(seconds, 1, 86_400);
+        OptionRules.Range(ops, 1, long.MaxValue);
+        OptionRules.Range(seed, 0, int.MaxValue);
+        OptionRules.Range(pages, 1, 1_000_000);
+        OptionRules.Range(threads, 1, CounterLayout.MaxWorkers);
+        OptionRules.Range(devices, 0, StressOptions.MaxDevices);
+        OptionRules.Range(watchdog, 1, 3600);
+        OptionRules.NonEmptyPath(json);
 
         var command = new Command(
             "stress",
@@ -114,26 +115,6 @@ internal static class StressCommand
 
     /// <summary>Test hook, not reachable from the command line: adjusts the options of the next runs (test hooks such as <see cref="StressOptions.FreezeWorker"/>).</summary>
     internal static Func<StressOptions, StressOptions>? ConfigureForTests { get; set; }
-
-    private static void AddRange<T>(Option<T> option, long min, long max)
-    {
-        option.Validators.Add(result =>
-        {
-            // A value that did not convert is already a parse error; checking its range would throw.
-            if (result.Tokens.Count == 1 && !long.TryParse(result.Tokens[0].Value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
-                return;
-            object? value = result.GetValueOrDefault<T>();
-            if (value is null)
-                return;
-            long number = Convert.ToInt64(value, CultureInfo.InvariantCulture);
-            if (number < min || number > max)
-            {
-                result.AddError(min == 1 && max == long.MaxValue
-                    ? $"{option.Name} must be > 0 (got {number})"
-                    : $"{option.Name} must be between {min} and {max} (got {number})");
-            }
-        });
-    }
 
     private static int Execute(CliContext context, EngineSettings settings, StressOptions options)
     {

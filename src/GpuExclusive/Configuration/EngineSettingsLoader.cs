@@ -134,7 +134,13 @@ public static class EngineSettingsLoader
         if (IntegerKeys.TryGetValue(value.Key, out var range))
         {
             if (!long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long number))
-                throw Bad(value, $"'{value.Value}' is not a whole number");
+            {
+                // 99999999999999999999 and 1e30 are numbers, just far too large: say so rather than "not a whole number".
+                bool tooFar = double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double approximate) &&
+                    (approximate < range.Min || approximate > range.Max);
+                throw Bad(value, tooFar ? $"{text} is out of range ({range.Min}..{range.Max})" : $"'{value.Value}' is not a whole number");
+            }
+
             if (number < range.Min || number > range.Max)
                 throw Bad(value, $"{number} is out of range ({range.Min}..{range.Max})");
             return number;
@@ -142,15 +148,26 @@ public static class EngineSettingsLoader
 
         if (value.Key == AcceleratorKey)
         {
-            // Enum.TryParse also accepts numbers ("1"); only the names are meaningful in a settings file.
-            if (!char.IsLetter(text[0]) || !Enum.TryParse(text, ignoreCase: true, out AcceleratorKind kind))
+            if (!TryParseName(text, out AcceleratorKind kind))
                 throw Bad(value, $"'{value.Value}' is not one of {string.Join(", ", Enum.GetNames<AcceleratorKind>())}");
             return kind;
         }
 
-        if (!char.IsLetter(text[0]) || !Enum.TryParse(text, ignoreCase: true, out LogLevel level))
+        if (!TryParseName(text, out LogLevel level))
             throw Bad(value, $"'{value.Value}' is not a log level ({string.Join(", ", Enum.GetNames<LogLevel>())})");
         return level;
+    }
+
+    /// <summary>
+    /// Parses one enum name, ignoring case. Enum.TryParse would also take numbers ("1") and comma-separated
+    /// combinations ("Cpu,Cuda" is 3, OpenCL); neither means anything in a settings file.
+    /// </summary>
+    internal static bool TryParseName<TEnum>(string text, out TEnum value)
+        where TEnum : struct, Enum
+    {
+        string? name = Enum.GetNames<TEnum>().FirstOrDefault(n => string.Equals(n, text, StringComparison.OrdinalIgnoreCase));
+        value = name is null ? default : Enum.Parse<TEnum>(name);
+        return name is not null;
     }
 
     private static ConfigurationException Bad(SettingValue value, string problem) =>
@@ -181,7 +198,16 @@ public static class EngineSettingsLoader
 
     private static Layer FileLayer(string jsonPath)
     {
-        string fullPath = Path.GetFullPath(jsonPath);
+        string fullPath;
+        try
+        {
+            fullPath = Path.GetFullPath(jsonPath);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            throw new ConfigurationException($"'{jsonPath.Replace("\0", "\\0", StringComparison.Ordinal)}'", null, "not a valid file path", e);
+        }
+
         byte[] bytes;
         try
         {
@@ -258,6 +284,9 @@ public static class EngineSettingsLoader
                 continue;
             }
 
+            // Before Canonicalize: "LogLevel": ["Debug"] would otherwise set a category named "0".
+            if (ArraySection(key) is { } array)
+                throw new ConfigurationException(DescribeOrigin(source, origin), array, "must be a section (an object), found an array");
             string? canonical = Canonicalize(key);
             if (canonical is null)
             {
@@ -267,12 +296,25 @@ public static class EngineSettingsLoader
             }
 
             if (value is null)
-                throw new ConfigurationException(DescribeOrigin(source, origin), canonical, "has no value");
+            {
+                // null, {} and [] have no value; an object or array with members is a value of the wrong shape.
+                bool nested = configuration.GetSection(key).GetChildren().Any();
+                throw new ConfigurationException(DescribeOrigin(source, origin), canonical, nested ? "must be a single value, found an object or an array" : "has no value");
+            }
 
             values.Add(new SettingValue(canonical, value, source, origin));
         }
 
         return new Layer(values);
+    }
+
+    /// <summary>The known section <paramref name="key"/> is an element of, when that section was written as an array (<c>Engine:0</c>).</summary>
+    private static string? ArraySection(string key)
+    {
+        int last = key.LastIndexOf(':');
+        return last > 0 && key.Length > last + 1 && key[(last + 1)..].All(char.IsAsciiDigit)
+            ? KnownSections.FirstOrDefault(s => string.Equals(s, key[..last], StringComparison.OrdinalIgnoreCase))
+            : null;
     }
 
     private static string? Canonicalize(string key)

@@ -14,6 +14,9 @@ public abstract class MmuIntervalNotifier
     private long _sequence;
     private int _inProgress;
 
+    // The notifier list (of one address space) this notifier is inserted in, or null; changed under that list's lock.
+    private object? _insertedIn;
+
     /// <summary>Start of the interval (set when inserted).</summary>
     public ulong Start { get; internal set; }
 
@@ -51,6 +54,12 @@ public abstract class MmuIntervalNotifier
     protected abstract void Invalidate(in NotifierRange range);
 
     internal bool IgnoresRange(in NotifierRange range) => Ignores(range);
+
+    /// <summary>Marks the notifier inserted in <paramref name="list"/>; false when it is inserted somewhere already.</summary>
+    internal bool TryClaim(object list) => Interlocked.CompareExchange(ref _insertedIn, list, null) is null;
+
+    /// <summary>Marks the notifier removed from <paramref name="list"/> (nothing when it is not inserted there).</summary>
+    internal void Release(object list) => Interlocked.CompareExchange(ref _insertedIn, null, list);
 
     internal void MarkInvalidating()
     {

@@ -28,11 +28,21 @@ internal sealed class NotifierList
         }
     }
 
-    internal void Add(MmuIntervalNotifier notifier)
+    /// <summary>Inserts <paramref name="notifier"/> for <c>[start, end)</c>, unless it is inserted already (here or in another space).</summary>
+    /// <exception cref="InvalidOperationException">The notifier is already inserted; its range is left as it was.</exception>
+    internal void Add(MmuIntervalNotifier notifier, ulong start, ulong end)
     {
         lock (_lock)
         {
-            _intervals = With(_intervals, notifier, "this interval notifier is already inserted");
+            // Claim before touching the range: a live notifier's range is what its space's invalidations are matched against.
+            if (!notifier.TryClaim(this))
+            {
+                throw new InvalidOperationException("this interval notifier is already inserted (in this or another address space); dispose its registration first");
+            }
+
+            notifier.Start = start;
+            notifier.End = end;
+            _intervals = [.. _intervals, notifier];
         }
     }
 
@@ -41,6 +51,7 @@ internal sealed class NotifierList
         lock (_lock)
         {
             _intervals = Without(_intervals, notifier);
+            notifier.Release(this);
         }
     }
 

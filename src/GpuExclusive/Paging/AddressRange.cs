@@ -14,7 +14,12 @@ internal static class AddressRange
             throw new ArgumentException($"address 0x{address:x} is not page-aligned (page size {PagePool.PageSize})", addressName);
         }
 
-        if (address >= PageTable.AddressLimit || length > PageTable.AddressLimit - address)
+        if (address >= PageTable.AddressLimit)
+        {
+            throw new ArgumentOutOfRangeException(addressName, $"address 0x{address:x} is past the end of the 47-bit virtual address space (0x{PageTable.AddressLimit:x})");
+        }
+
+        if (length > PageTable.AddressLimit - address)
         {
             throw new ArgumentOutOfRangeException(lengthName, $"range 0x{address:x} + 0x{length:x} runs past the end of the 47-bit virtual address space (0x{PageTable.AddressLimit:x})");
         }

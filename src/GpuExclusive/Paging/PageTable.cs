@@ -35,10 +35,17 @@ internal sealed class PageTable
     /// </summary>
     internal readonly long[]?[] FastEntries = new long[]?[FastSpan / PageTableLeaf.SpanBytes];
 
-    /// <summary>The leaf covering <paramref name="address"/>, or null when none was ever created.</summary>
+    /// <summary>The leaf covering <paramref name="address"/>, or null when none was ever created or the address is past the space.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal PageTableLeaf? FindLeaf(ulong address)
     {
+        // The walk below reads 9 bits a level and ignores bits 48..63: without this, address + 2^48 would find the
+        // leaf of address and a CPU access would read or write a page that no mapping covers at that address.
+        if (address >= AddressLimit)
+        {
+            return null;
+        }
+
         // Indices are masked to 0..511 and every directory holds 512 slots: no bounds checks on the walk.
         var l2 = Slot(_root, (int)(address >> L1Shift) & Mask);
         if (l2 is null)

@@ -127,6 +127,59 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         { """{ "Engine": { "Accelerator": "1" } }""", "Engine:Accelerator", "not one of" },
         { """{ "Logging": { "LogLevel": { "Default": "Loud" } } }""", "Logging:LogLevel:Default", "not a log level" },
         { """{ "Logging": { "LogLevel": { "GpuExclusive": "" } } }""", "Logging:LogLevel:GpuExclusive", "no value" },
+
+        // Wrong types.
+        { """{ "Engine": { "PoolPages": true } }""", "Engine:PoolPages", "'True' is not a whole number" },
+        { """{ "Engine": { "PoolPages": "0x10" } }""", "Engine:PoolPages", "not a whole number" },
+        { """{ "Engine": { "PoolPages": "NaN" } }""", "Engine:PoolPages", "not a whole number" },
+        { """{ "Engine": { "Accelerator": 1 } }""", "Engine:Accelerator", "not one of" },
+        { """{ "Engine": { "Accelerator": "Cpu,Cuda" } }""", "Engine:Accelerator", "not one of" }, // Enum.TryParse: 1|2 = OpenCL
+        { """{ "Engine": { "Accelerator": "Cpu Cuda" } }""", "Engine:Accelerator", "not one of" },
+        { """{ "Logging": { "LogLevel": { "Default": "Debug, Trace" } } }""", "Logging:LogLevel:Default", "not a log level" },
+        { """{ "Logging": { "LogLevel": { "Default": 7 } } }""", "Logging:LogLevel:Default", "not a log level" },
+        { """{ "Logging": { "LogLevel": { "Default": false } } }""", "Logging:LogLevel:Default", "not a log level" },
+
+        // Huge and negative numbers: out of range, whatever their spelling.
+        { """{ "Engine": { "PoolPages": 1e30 } }""", "Engine:PoolPages", "1e30 is out of range (1..2147483647)" },
+        { """{ "Engine": { "PoolPages": 99999999999999999999 } }""", "Engine:PoolPages", "99999999999999999999 is out of range" },
+        { """{ "Engine": { "PoolPages": -99999999999999999999 } }""", "Engine:PoolPages", "out of range" },
+        { """{ "Engine": { "KernelGroups": 1e400 } }""", "Engine:KernelGroups", "out of range (0..65536)" },
+        { """{ "Engine": { "KernelGroups": 9223372036854775807 } }""", "Engine:KernelGroups", "out of range" },
+        { """{ "Engine": { "PoolPages": -1 } }""", "Engine:PoolPages", "-1 is out of range" },
+        { """{ "Engine": { "KernelGroupSize": -1024 } }""", "Engine:KernelGroupSize", "out of range" },
+        { """{ "Engine": { "StopPollIntervalMicroseconds": -2147483648 } }""", "Engine:StopPollIntervalMicroseconds", "out of range" },
+        { """{ "Engine": { "StopPollIntervalMicroseconds": 1000001 } }""", "Engine:StopPollIntervalMicroseconds", "out of range" },
+
+        // Arrays and objects where a value or a section is expected, and null values.
+        { """{ "Engine": { "PoolPages": [ 5 ] } }""", "Engine:PoolPages", "must be a single value" },
+        { """{ "Engine": { "PoolPages": { "Value": 5 } } }""", "Engine:PoolPages", "must be a single value" },
+        { """{ "Engine": { "PoolPages": {} } }""", "Engine:PoolPages", "no value" },
+        { """{ "Engine": [ 1, 2 ] }""", "Engine", "must be a section (an object), found an array" },
+        { """{ "Logging": [ { "LogLevel": { "Default": "Debug" } } ] }""", "Logging", "found an array" },
+        { """{ "Logging": { "LogLevel": [ "Debug" ] } }""", "Logging:LogLevel", "found an array" },
+        { """{ "Logging": { "LogLevel": 5 } }""", "Logging:LogLevel", "must be a section" },
+        { """{ "Logging": "Debug" }""", "Logging", "must be a section" },
+        { """{ "Logging": { "LogLevel": { "GpuExclusive": { "Paging": "Debug" } } } }""", "Logging:LogLevel:GpuExclusive", "must be a single value" },
+        { """{ "Engine": { "Accelerator": null } }""", "Engine:Accelerator", "no value" },
+        { """{ "Logging": { "LogLevel": { "Default": null } } }""", "Logging:LogLevel:Default", "no value" },
+
+        // Unknown keys, nested and top-level, and deeply nested junk.
+        { """{ "Engine": { "PoolPages": 1, "Extra": { "a": { "b": [ 1, { "c": null } ] } } } }""", "Engine:Extra", "unknown key" },
+        { """{ "a": { "b": { "c": { "d": { "e": { "f": [ [ [ { "g": null } ] ] ] } } } } } }""", "a", "unknown key" },
+        { """{ "Engine": { "PoolPages": 1 }, "Engine2": {} }""", "Engine2", "unknown key" },
+        { new string('[', 100) + new string(']', 100), "", "malformed JSON" }, // deeper than the parser's limit of 64
+
+        // Duplicate keys, also differing only in case (keys are case-insensitive).
+        { """{ "Engine": { "PoolPages": 12, "PoolPages": 13 } }""", "", "malformed JSON: A duplicate key 'Engine:PoolPages' was found" },
+        { """{ "Engine": { "PoolPages": 12, "poolpages": 13 } }""", "", "duplicate key 'Engine:poolpages'" },
+
+        // Not a JSON object at all.
+        { "[ 1, 2 ]", "", "malformed JSON" },
+        { "null", "", "malformed JSON" },
+        { "\"Engine\"", "", "malformed JSON" },
+        { "\0\0\0", "", "malformed JSON" },
+        { """{ "Engine": { "PoolPages": 12 } } trailing""", "", "malformed JSON" },
+        { "   \n\t  ", "", "malformed JSON" },
     };
 
     [Theory]
@@ -149,6 +202,53 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         {
             Assert.Null(e.Key);
         }
+    }
+
+    [Fact]
+    public void FileWithAByteOrderMark_IsRead()
+    {
+        string file = Path.Combine(_temp.Path, "bom.json");
+        File.WriteAllBytes(file, [0xEF, 0xBB, 0xBF, .. """{ "Engine": { "PoolPages": 12 } }"""u8]);
+
+        Assert.Equal(12, EngineSettingsLoader.Load(file, null, NoEnvironment).PoolPages);
+    }
+
+    [Fact]
+    public void FileWithOnlyAByteOrderMark_IsMalformed()
+    {
+        string file = Path.Combine(_temp.Path, "bom-only.json");
+        File.WriteAllBytes(file, [0xEF, 0xBB, 0xBF]);
+
+        var e = Assert.Throws<ConfigurationException>(() => EngineSettingsLoader.Load(file, null, NoEnvironment));
+
+        Assert.Equal(file, e.Origin);
+        Assert.StartsWith($"{file}: malformed JSON", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{ "Engine": [] }""")]
+    [InlineData("""{ "Engine": {} }""")]
+    [InlineData("""{ "Engine": null }""")]
+    [InlineData("""{ "Logging": { "LogLevel": {} } }""")]
+    public void EmptySection_InAnySpelling_SetsNothing(string content)
+    {
+        // The configuration layer cannot tell an empty array from an empty object: neither carries a value.
+        EngineSettings settings = EngineSettingsLoader.Load(_temp.Write(content), null, NoEnvironment);
+
+        Assert.Equal(EngineSettings.DefaultPoolPages, settings.PoolPages);
+        Assert.All(settings.Values, v => Assert.Equal(SettingSource.Default, v.Source));
+    }
+
+    [Theory]
+    [InlineData("", "''")]
+    [InlineData("bad\0name.json", "'bad\\0name.json'")]
+    public void InvalidPath_ThrowsConfigurationException_NamingIt(string path, string origin)
+    {
+        var e = Assert.Throws<ConfigurationException>(() => EngineSettingsLoader.Load(path, null, NoEnvironment));
+
+        Assert.Equal(origin, e.Origin);
+        Assert.Null(e.Key);
+        Assert.Equal($"{origin}: not a valid file path", e.Message);
     }
 
     [Fact]

@@ -240,4 +240,25 @@ public sealed class BadInputTests : EngineTest
         Assert.InRange(e.Address, a + Page, a + Page + 7);
         AssertAllBytes(0x0E, ReadPages(space, a));
     }
+
+    [Theory]
+    [InlineData(1UL << 47)]
+    [InlineData(1UL << 48)]
+    [InlineData(1UL << 63)]
+    public void Access_AtAMappedAddressPlusAHighBit_FaultsThere_AndTouchesNothingBelow(ulong highBit)
+    {
+        // The page table walks 9 bits a level and would ignore bits 48..63 if nothing stopped it there.
+        var space = NewSpace();
+        var a = space.Map(Page, Protection.ReadWrite);
+        space.Write(a, 7);
+        var alias = a | highBit;
+
+        Assert.Equal(alias, Assert.Throws<MemoryAccessException>(() => space.Read<int>(alias)).Address);
+        Assert.Equal(alias, Assert.Throws<MemoryAccessException>(() => space.Write(alias, 8)).Address);
+        Assert.Equal(alias, Assert.Throws<MemoryAccessException>(() => space.AtomicAdd(alias, 1)).Address);
+        Assert.Equal(alias, Assert.Throws<MemoryAccessException>(() => space.Read(alias, new byte[8])).Address);
+        Assert.Equal(alias, Assert.Throws<MemoryAccessException>(() => space.Write(alias, new byte[8])).Address);
+
+        Assert.Equal(7, space.Read<int>(a));
+    }
 }

@@ -210,4 +210,29 @@ public sealed class IntervalNotifierTests : EngineTest
 
         Assert.ThrowsAny<ArgumentException>(() => space.InsertIntervalNotifier(new Interval(), a + offset, length));
     }
+
+    [Fact]
+    public void InsertingAnInsertedNotifierAgain_Throws_AndLeavesItsIntervalAlone()
+    {
+        var (space, a, n, registration) = Setup();
+        var other = NewSpace();
+        var b = other.Map(Page, Protection.ReadWrite);
+
+        Assert.Throws<InvalidOperationException>(() => space.InsertIntervalNotifier(n, a, Page));
+        Assert.Throws<InvalidOperationException>(() => other.InsertIntervalNotifier(n, b, Page));
+
+        // Still watching the middle page of the first space, and only it.
+        Assert.Equal((a + Page, a + (2 * Page)), (n.Start, n.End));
+        space.Discard(a, Page);
+        other.Discard(b, Page);
+        Assert.Equal(0, n.Count);
+        space.Discard(a + Page, Page);
+        Assert.Equal(1, n.Count);
+
+        // Once removed it may be inserted anew, anywhere.
+        registration.Dispose();
+        using var again = other.InsertIntervalNotifier(n, b, Page);
+        other.Discard(b, Page);
+        Assert.Equal(2, n.Count);
+    }
 }
