@@ -533,6 +533,22 @@ public sealed class DeviceMirror : IDisposable
         }
 
         ThrowIfDisposed();
+        if (buffer.Length > 0)
+        {
+            // Every page first, so a refused access has copied nothing (and faulted nothing in).
+            var first = address & ~AddressRange.PageMask;
+            var last = (address + (ulong)buffer.Length - 1) & ~AddressRange.PageMask;
+            if (first != last)
+            {
+                AddressRange.Validate(first, last - first + PagePool.PageSize);
+                var status = Space.ClassifyForDeviceAccess(first, last, isWrite);
+                if (status != DeviceStatus.Ok)
+                {
+                    return status;
+                }
+            }
+        }
+
         var needed = isWrite ? DevicePte.Write : DevicePte.Read;
         var done = 0;
         while (done < buffer.Length)

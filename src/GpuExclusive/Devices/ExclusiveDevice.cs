@@ -125,6 +125,7 @@ public sealed class ExclusiveDevice : IDisposable
     public static ExclusiveDevice Open(EngineSettings settings, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
+        ValidateRanges(settings);
         var kind = settings.Accelerator;
         if (!Enum.IsDefined(kind))
         {
@@ -203,6 +204,27 @@ public sealed class ExclusiveDevice : IDisposable
         {
             context.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The ranges <see cref="EngineSettings"/> documents (the loader enforces them; a hand-built instance may not): a
+    /// negative poll interval, say, would only fail later, inside an invalidation callback.
+    /// </summary>
+    private static void ValidateRanges(EngineSettings settings)
+    {
+        Check(settings.KernelGroupSize, 0, 1024, nameof(EngineSettings.KernelGroupSize));
+        Check(settings.KernelGroups, 0, 65536, nameof(EngineSettings.KernelGroups));
+        Check(settings.StopPollIntervalMicroseconds, 1, 1_000_000, nameof(EngineSettings.StopPollIntervalMicroseconds));
+        Check(settings.ResidentBatchOps, 0, 65536, nameof(EngineSettings.ResidentBatchOps));
+        Check(settings.ResidentIdleMicroseconds, 1, 10_000_000, nameof(EngineSettings.ResidentIdleMicroseconds));
+
+        static void Check(int value, int min, int max, string name)
+        {
+            if (value < min || value > max)
+            {
+                throw new ArgumentOutOfRangeException(nameof(settings), value, $"EngineSettings.{name} must be between {min} and {max} (got {value})");
+            }
         }
     }
 

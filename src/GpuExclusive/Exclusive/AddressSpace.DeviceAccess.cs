@@ -48,6 +48,38 @@ public sealed partial class AddressSpace
         }
     }
 
+    /// <summary>
+    /// What a device read or write of the pages <c>[first, last]</c> would meet, checked before anything is copied so
+    /// that a refused access changes nothing (a mapping changed concurrently may still cut it short, as on the CPU).
+    /// </summary>
+    internal DeviceStatus ClassifyForDeviceAccess(ulong first, ulong last, bool isWrite)
+    {
+        _mmapLock.EnterReadLock();
+        try
+        {
+            ThrowIfDisposed();
+            for (var page = first; page <= last; page += PagePool.PageSize)
+            {
+                var area = _areas.Find(page);
+                if (area is null)
+                {
+                    return DeviceStatus.NotMapped;
+                }
+
+                if (isWrite ? !area.IsWritable : !area.IsReadable)
+                {
+                    return DeviceStatus.PermissionDenied;
+                }
+            }
+
+            return DeviceStatus.Ok;
+        }
+        finally
+        {
+            _mmapLock.ExitReadLock();
+        }
+    }
+
     /// <summary>Whether a device atomic at <paramref name="page"/> could ever be granted: mapped, private and writable.</summary>
     internal DeviceStatus ClassifyForAtomic(ulong page)
     {

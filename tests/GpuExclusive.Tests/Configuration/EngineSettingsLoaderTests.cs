@@ -20,6 +20,8 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         Assert.Equal(0, settings.KernelGroupSize);
         Assert.Equal(0, settings.KernelGroups);
         Assert.Equal(50, settings.StopPollIntervalMicroseconds);
+        Assert.Equal(1024, settings.ResidentBatchOps);
+        Assert.Equal(100, settings.ResidentIdleMicroseconds);
         Assert.Equal(LogLevel.Warning, settings.DefaultLogLevel);
         Assert.Empty(settings.CategoryLogLevels);
         Assert.All(settings.Values, v => Assert.Equal(SettingSource.Default, v.Source));
@@ -149,6 +151,10 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         { """{ "Engine": { "KernelGroupSize": -1024 } }""", "Engine:KernelGroupSize", "out of range" },
         { """{ "Engine": { "StopPollIntervalMicroseconds": -2147483648 } }""", "Engine:StopPollIntervalMicroseconds", "out of range" },
         { """{ "Engine": { "StopPollIntervalMicroseconds": 1000001 } }""", "Engine:StopPollIntervalMicroseconds", "out of range" },
+        { """{ "Engine": { "ResidentBatchOps": -1 } }""", "Engine:ResidentBatchOps", "out of range" },
+        { """{ "Engine": { "ResidentBatchOps": 65537 } }""", "Engine:ResidentBatchOps", "out of range" },
+        { """{ "Engine": { "ResidentIdleMicroseconds": 0 } }""", "Engine:ResidentIdleMicroseconds", "out of range" },
+        { """{ "Engine": { "ResidentIdleMicroseconds": "soon" } }""", "Engine:ResidentIdleMicroseconds", "not a whole number" },
 
         // Arrays and objects where a value or a section is expected, and null values.
         { """{ "Engine": { "PoolPages": [ 5 ] } }""", "Engine:PoolPages", "must be a single value" },

@@ -390,6 +390,8 @@ internal static class HostileCases
         t.Throws<ArgumentOutOfRangeException>(OpenSettings, "StopPollIntervalMicroseconds -5000", _ => ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, StopPollIntervalMicroseconds = -5000 }).Dispose(), "StopPollIntervalMicroseconds", "-5000");
         t.Throws<ArgumentOutOfRangeException>(OpenSettings, "KernelGroups -1", _ => ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, KernelGroups = -1 }).Dispose(), "KernelGroups", "-1");
         t.Throws<ArgumentOutOfRangeException>(OpenSettings, "KernelGroupSize -1", _ => ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, KernelGroupSize = -1 }).Dispose(), "KernelGroupSize", "-1");
+        t.Throws<ArgumentOutOfRangeException>(OpenSettings, "ResidentBatchOps 65537", _ => ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, ResidentBatchOps = 65537 }).Dispose(), "ResidentBatchOps", "65537");
+        t.Throws<ArgumentOutOfRangeException>(OpenSettings, "ResidentIdleMicroseconds 0", _ => ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, ResidentIdleMicroseconds = 0 }).Dispose(), "ResidentIdleMicroseconds", "0");
 
         const string Mirror = "ExclusiveDevice.Mirror(space)";
         t.Throws<ArgumentNullException>(Mirror, "null space", w => w.Mirror.Device.Mirror(null!), P("space"));
