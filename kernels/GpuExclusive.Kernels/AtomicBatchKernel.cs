@@ -13,9 +13,10 @@ namespace GpuExclusive.Kernels;
 /// thread publishes the slot in its hazard word (<see cref="HazardWord"/>; kept while its ops stay on that page, cleared
 /// when it faults or finishes): an invalidation clears the entry and then waits only for hazard words naming that slot,
 /// so a revocation never stops the kernel (a Dekker pair — store hazard, fence, load entry against store entry, load
-/// hazard — means either the thread sees the cleared entry and faults, or the host sees the hazard and waits). The stop flag is polled (atomically: a plain load may never see
-/// the host's store on a GPU) before each op, never in the middle of one, and an op's state becomes Done only after its
-/// atomic is applied and its old value stored — so a stopped and relaunched batch applies every op exactly once.
+/// hazard — means either the thread sees the cleared entry and faults, or the host sees the hazard and waits). The stop
+/// flag is polled (atomically: a plain load may never see the host's store on a GPU) every <see cref="StopPollOps"/>
+/// ops, never in the middle of one, and an op's state becomes Done only after its atomic is applied and its old value
+/// stored — so a stopped and relaunched batch applies every op exactly once.
 /// Atomics only through <see cref="Atomic"/>: the GPU backends map <c>Interlocked.CompareExchange</c>'s arguments in
 /// the wrong order.
 /// </remarks>
@@ -38,6 +39,25 @@ public static class AtomicBatchKernel
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
         ApplyShare<PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+    }
+
+    /// <summary>
+    /// <see cref="Apply"/> for ILGPU's CPU accelerator: its atomics are <c>Interlocked</c> operations, full fences, so
+    /// the fence after publishing a hazard word is left out. Never compiled for a GPU.
+    /// </summary>
+    public static void ApplyOnCpuAccelerator(
+        ArrayView<DeviceOp> ops,
+        ArrayView<int> states,
+        ArrayView<long> oldValues,
+        ArrayView<long> table,
+        ArrayView<int> memory32,
+        ArrayView<long> memory64,
+        ArrayView<int> control,
+        ArrayView<int> faults,
+        ArrayView<int> hazards)
+    {
+        var thread = Grid.IdxX * Group.DimX + Group.IdxX;
+        ApplyShare<PublishHazardsInterlocked>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
     }
 
     /// <summary>
@@ -145,6 +165,7 @@ public static class AtomicBatchKernel
         where THazards : struct, IHazardPolicy
     {
         var publish = default(THazards).Publishes;
+        var fence = default(THazards).FencesAfterPublish;
 
         // The slot this thread's hazard word names (-1: none). It stays published across consecutive ops on one page —
         // each op still reads the entry, so a host waiting on the word sees it change within one op once the entry is
@@ -152,11 +173,17 @@ public static class AtomicBatchKernel
         // publication sees the next as a change even if it never saw the zero in between.
         var published = -1;
         var flip = 0;
+        var untilPoll = 0;
         for (long i = thread; i < count; i += stride)
         {
-            if (Atomic.Or(ref control[ControlBlock.Stop], 0) != 0)
+            if (--untilPoll <= 0)
             {
-                break;
+                if (Atomic.Or(ref control[ControlBlock.Stop], 0) != 0)
+                {
+                    break;
+                }
+
+                untilPoll = StopPollOps;
             }
 
             if (states[i] != OpState.Pending)
@@ -168,8 +195,12 @@ public static class AtomicBatchKernel
             if (publish && op.Slot != published)
             {
                 flip ^= 1;
-                Atomic.Exchange(ref hazards[thread], HazardWord(op.Slot, flip));
-                MemoryFence.SystemLevel();
+                Atomic.Exchange(ref hazards[thread * HazardStride], HazardWord(op.Slot, flip));
+                if (fence)
+                {
+                    MemoryFence.SystemLevel();
+                }
+
                 published = op.Slot;
             }
 
@@ -178,7 +209,7 @@ public static class AtomicBatchKernel
             {
                 if (published >= 0)
                 {
-                    Atomic.Exchange(ref hazards[thread], 0);
+                    Atomic.Exchange(ref hazards[thread * HazardStride], 0);
                     published = -1;
                 }
 
@@ -195,15 +226,26 @@ public static class AtomicBatchKernel
             oldValues[i] = op.Is64Bit != 0
                 ? Apply64(ref memory64[byteOffset >> 3], op.Code, op.Operand, op.Comparand)
                 : Apply32(ref memory32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
-            MemoryFence.SystemLevel();
+
+            // No fence per op: the host reads states and old values only after the launch has returned, or after the
+            // resident kernel's fenced Finished report, both of which publish everything before them.
             states[i] = OpState.Done;
         }
 
         if (published >= 0)
         {
-            Atomic.Exchange(ref hazards[thread], 0);
+            Atomic.Exchange(ref hazards[thread * HazardStride], 0);
         }
     }
+
+    /// <summary>
+    /// Ints between two threads' hazard words: one 64-byte line each, so that publishing a word never moves a line
+    /// another thread is publishing to (on the CPU accelerator that false sharing cost more than the atomics).
+    /// </summary>
+    public const int HazardStride = 16;
+
+    /// <summary>Ops between two polls of the stop flag: a poll is an atomic on a line every thread shares.</summary>
+    public const int StopPollOps = 64;
 
     /// <summary>The hazard word of a thread working through <paramref name="slot"/> (0 is "none").</summary>
     public static int HazardWord(int slot, int flip) => ((slot + 1) << 1) | flip;

@@ -1,17 +1,37 @@
 namespace GpuExclusive.Kernels;
 
-/// <summary>Whether a batch kernel publishes hazard words (a compile-time choice: the struct is a generic argument).</summary>
+/// <summary>How a batch kernel publishes hazard words (a compile-time choice: the struct is a generic argument).</summary>
 public interface IHazardPolicy
 {
     /// <summary>True to publish the slot in the thread's hazard word before reading its entry.</summary>
     bool Publishes { get; }
+
+    /// <summary>True to fence between publishing the word and reading the entry; false where the atomic store already is one.</summary>
+    bool FencesAfterPublish { get; }
 }
 
-/// <summary>The engine's kernels: revocations wait on the hazard words.</summary>
+/// <summary>The engine's kernels on a GPU: an atomic store is not a fence there, so one follows it.</summary>
 public readonly struct PublishHazards : IHazardPolicy
 {
     /// <inheritdoc/>
     public bool Publishes => true;
+
+    /// <inheritdoc/>
+    public bool FencesAfterPublish => true;
+}
+
+/// <summary>
+/// The engine's kernels on ILGPU's CPU accelerator, where every ILGPU atomic is a .NET <c>Interlocked</c> operation —
+/// a full fence on every platform .NET runs on — so the store of the hazard word is already ordered before the load of
+/// the entry.
+/// </summary>
+public readonly struct PublishHazardsInterlocked : IHazardPolicy
+{
+    /// <inheritdoc/>
+    public bool Publishes => true;
+
+    /// <inheritdoc/>
+    public bool FencesAfterPublish => false;
 }
 
 /// <summary>The raw baseline: nothing revokes pages under it.</summary>
@@ -19,4 +39,7 @@ public readonly struct NoHazards : IHazardPolicy
 {
     /// <inheritdoc/>
     public bool Publishes => false;
+
+    /// <inheritdoc/>
+    public bool FencesAfterPublish => false;
 }

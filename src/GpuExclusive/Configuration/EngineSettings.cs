@@ -35,7 +35,7 @@ public sealed class EngineSettings
     /// <summary>
     /// How often a callback waiting for a running kernel to stop (a device page-table swap, a teardown) wakes up to raise the stop flag again and
     /// check, in microseconds (key <c>Engine:StopPollIntervalMicroseconds</c>, 1..1000000). The kernels themselves poll
-    /// the flag between every two ops.
+    /// the flag every 64 ops (never inside one).
     /// </summary>
     public int StopPollIntervalMicroseconds { get; init; } = DefaultStopPollIntervalMicroseconds;
 

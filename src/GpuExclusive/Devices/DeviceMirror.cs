@@ -643,7 +643,7 @@ public sealed class DeviceMirror : IDisposable
         for (var i = 0; i < ops.Length; i++)
         {
             var op = ops[i];
-            if (!Enum.IsDefined(op.Kind))
+            if ((uint)op.Kind > (uint)AtomicKind.Xor) // the kinds are 0..Xor; Enum.IsDefined costs more than the atomic
             {
                 throw new ArgumentException($"op {i}: {(int)op.Kind} is not an AtomicKind", nameof(ops));
             }
@@ -677,12 +677,23 @@ public sealed class DeviceMirror : IDisposable
         lock (_lock)
         {
             ThrowIfDisposedLocked();
+            var target = batch.Ops.AsSpan(end);
+            ulong lastPage = ulong.MaxValue;
+            var lastSlot = -1;
             for (var i = start; i < end; i++)
             {
                 var op = ops[i];
-                batch.Ops[i] = new DeviceOp
+                var page = op.Address >> PagePool.PageShift;
+                if (page != lastPage)
                 {
-                    Slot = SlotForLocked(op.Address >> PagePool.PageShift),
+                    // Runs of ops on one page (a contended counter) look their slot up once.
+                    lastSlot = SlotForLocked(page);
+                    lastPage = page;
+                }
+
+                target[i] = new DeviceOp
+                {
+                    Slot = lastSlot,
                     Offset = (int)(op.Address & AddressRange.PageMask),
                     Code = (int)op.Kind,
                     Is64Bit = op.Is64Bit ? 1 : 0,

@@ -66,7 +66,9 @@ public sealed class ExclusiveDevice : IDisposable
             TimeSpan.FromTicks(settings.StopPollIntervalMicroseconds * TimeSpan.TicksPerMicrosecond),
             TimeSpan.FromTicks(settings.ResidentIdleMicroseconds * TimeSpan.TicksPerMicrosecond),
             sharesCpuResidency: kind == AcceleratorKind.Cpu);
-        _kernel = LoadBatchKernel(accelerator, AtomicBatchKernel.Apply);
+        _kernel = kind == AcceleratorKind.Cpu
+            ? LoadBatchKernel(accelerator, AtomicBatchKernel.ApplyOnCpuAccelerator)
+            : LoadBatchKernel(accelerator, AtomicBatchKernel.Apply);
         _serve = LoadBatchKernel(accelerator, AtomicBatchKernel.Serve);
         // A persistent grid sized to the device (settings may override): every thread strides over the batch, so
         // a stop is seen within one op per thread, whatever the batch size.
@@ -87,7 +89,7 @@ public sealed class ExclusiveDevice : IDisposable
         _residentIdlePolls = kind == AcceleratorKind.Cpu
             ? (int)Math.Min(int.MaxValue, (long)settings.ResidentIdleMicroseconds * CpuPollsPerMicrosecond)
             : 0;
-        _hazards = new HostMappedArray<int>(Binder, Math.Max(GridThreads, residentThreads));
+        _hazards = new HostMappedArray<int>(Binder, (long)Math.Max(GridThreads, residentThreads) * AtomicBatchKernel.HazardStride);
         if (settings.ResidentBatchOps > 0)
         {
             _residentBatch = new DeviceBatch(this, settings.ResidentBatchOps);
@@ -365,9 +367,9 @@ public sealed class ExclusiveDevice : IDisposable
 
         try
         {
-            for (var thread = 0; thread < _hazards.Length; thread++)
+            for (var word = 0L; word < _hazards.Length; word += AtomicBatchKernel.HazardStride)
             {
-                var hazard = Volatile.Read(ref _hazards[thread]);
+                var hazard = Volatile.Read(ref _hazards[word]);
                 if (hazard == 0 || !Names(clearedSlots, AtomicBatchKernel.HazardSlot(hazard)))
                 {
                     continue;
@@ -376,7 +378,7 @@ public sealed class ExclusiveDevice : IDisposable
                 // The thread read the entry before it was cleared (or is about to see it cleared): wait for it to move
                 // on. Its op takes nanoseconds; the wait is long only if the OS preempted that thread.
                 var spin = default(SpinWait);
-                while (Volatile.Read(ref _hazards[thread]) == hazard)
+                while (Volatile.Read(ref _hazards[word]) == hazard)
                 {
                     spin.SpinOnce(sleep1Threshold: -1);
                 }

@@ -40,7 +40,7 @@ public sealed class PtxCompileTests
     [InlineData("atom.min.s64")]  // signed 64-bit Min
     [InlineData("atom.max.s32")]  // signed 32-bit Max
     [InlineData("atom.xor.b64")]  // 64-bit Xor
-    [InlineData("membar.sys")]    // the op's result is published system-wide before its state says Done
+    [InlineData("membar.sys")]    // a hazard word is visible system-wide before the thread reads the entry it guards
     public void BatchKernel_Ptx_UsesTheExpectedInstruction(string instruction) =>
         Assert.Contains(instruction, Ptx.Value, StringComparison.Ordinal);
 
