@@ -43,7 +43,8 @@ public unsafe class DeviceAtomicsBenchmarks
             _ops[i] = new AtomicOp(address + ((ulong)page * PagePool.PageSize), AtomicKind.Add, 1);
         }
 
-        // The raw baseline: the same kernel, a table mapping slot i to frame i with Atomic permission, no engine.
+        // The raw baseline: the same kernel without hazard words (nothing can revoke a page under it), a table mapping
+        // slot i to frame i with Atomic permission, no engine.
         _rawBatch = new DeviceBatch(_device, Ops);
         _rawTable = _device.AllocateShared<long>(Pages);
         _rawMemory = _device.AllocateShared<int>((long)Pages * PagePool.PageSize / sizeof(int));

@@ -49,7 +49,7 @@ internal sealed unsafe class BenchSuite : IDisposable
         ("grant", "MakeExclusive over 4096 pages vs mprotect over 4096 pages"),
         ("revoke-idle", "CPU touch of a device-exclusive page (device idle) vs a Linux minor fault"),
         ("revoke-running", "CPU touch of a device-exclusive page while a kernel runs on other pages"),
-        ("atomics", "device atomics through the engine vs the same kernel on raw memory vs CPU Interlocked"),
+        ("atomics", "device atomics through the engine vs the same kernel without hazard words on raw memory vs CPU Interlocked"),
         ("pingpong", "CPU<->device round trips on 1..N pages, and two devices, vs Linux minor faults"),
         ("scale", "grant and fork cost per page as the populated size grows"),
         ("metadata", "metadata bytes per 4 KiB page"),

@@ -17,8 +17,11 @@ public sealed class EngineSettings
     /// <summary>Default largest batch the resident kernel serves (larger ones get a launch of their own).</summary>
     public const int DefaultResidentBatchOps = 1024;
 
-    /// <summary>Default time the resident kernel waits for the next batch before it is stopped.</summary>
-    public const int DefaultResidentIdleMicroseconds = 100;
+    /// <summary>
+    /// Default time the resident kernel waits for the next batch before it is stopped: about what relaunching it costs
+    /// on the CPU accelerator (100–400 µs), the ski-rental choice — polling longer than a relaunch costs buys nothing.
+    /// </summary>
+    public const int DefaultResidentIdleMicroseconds = 500;
 
     /// <summary>Frames in the <see cref="PagePool"/> (key <c>Engine:PoolPages</c>, 1..2^31-1).</summary>
     public long PoolPages { get; init; } = DefaultPoolPages;
@@ -35,7 +38,8 @@ public sealed class EngineSettings
     /// <summary>
     /// How often a callback waiting for a running kernel to stop (a device page-table swap, a teardown) wakes up to raise the stop flag again and
     /// check, in microseconds (key <c>Engine:StopPollIntervalMicroseconds</c>, 1..1000000). The kernels themselves poll
-    /// the flag every 64 ops (never inside one).
+    /// the flag every 64 ops (never inside one). Values under 1000 re-raise once a millisecond (a monitor wait's
+    /// resolution); the kernel's return wakes the waiter at once either way.
     /// </summary>
     public int StopPollIntervalMicroseconds { get; init; } = DefaultStopPollIntervalMicroseconds;
 

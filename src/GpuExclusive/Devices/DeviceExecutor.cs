@@ -54,7 +54,10 @@ internal sealed class DeviceExecutor : IDisposable
     {
         _sharesCpuResidency = sharesCpuResidency;
         _setStopFlag = setStopFlag;
-        _stopPollInterval = stopPollInterval;
+        // A monitor wait has millisecond resolution: a shorter timeout is a zero timeout, and a waiter that loops on
+        // it spins — on a small machine, taking the very core the launch it waits for needs to return. The launch's
+        // return pulses the waiter at once either way; the timeout is only the fallback re-raise of the flag.
+        _stopPollInterval = stopPollInterval < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : stopPollInterval;
         _residentIdleTicks = (long)(residentIdle.TotalSeconds * Stopwatch.Frequency);
         _idleTimer = new Timer(_ => StopIdleResident());
     }

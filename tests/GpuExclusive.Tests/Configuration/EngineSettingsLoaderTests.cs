@@ -21,7 +21,7 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         Assert.Equal(0, settings.KernelGroups);
         Assert.Equal(50, settings.StopPollIntervalMicroseconds);
         Assert.Equal(1024, settings.ResidentBatchOps);
-        Assert.Equal(100, settings.ResidentIdleMicroseconds);
+        Assert.Equal(500, settings.ResidentIdleMicroseconds);
         Assert.Equal(LogLevel.Warning, settings.DefaultLogLevel);
         Assert.Empty(settings.CategoryLogLevels);
         Assert.All(settings.Values, v => Assert.Equal(SettingSource.Default, v.Source));

@@ -51,7 +51,7 @@ public abstract partial class DeviceExclusiveContract
     /// <summary>Waits (bounded) until <paramref name="device"/>'s resident kernel has left.</summary>
     protected static void WaitUntilNotResident(ExclusiveDevice device)
     {
-        // The default idle time is 100 µs; allow the timer and a loaded machine plenty.
+        // The default idle time is 500 µs; allow the timer and a loaded machine plenty.
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
         while (device.Executor.IsResident && DateTime.UtcNow < deadline)
         {
