@@ -258,9 +258,8 @@ public sealed class ExclusiveDevice : IDisposable
     /// <summary>Runs one launch of the atomic batch kernel (through the executor: one kernel at a time, stoppable).</summary>
     internal void LaunchBatch(DeviceBatch batch, DeviceMirror mirror)
     {
-        if (_residentBatch is not null && batch.Count <= _residentBatch.Capacity)
+        if (_residentBatch is not null && batch.Count <= _residentBatch.Capacity && RunOnResidentKernel(batch, mirror))
         {
-            RunOnResidentKernel(batch, mirror);
             return;
         }
 
@@ -302,10 +301,11 @@ public sealed class ExclusiveDevice : IDisposable
     /// live): copies the batch into the kernel's staging arrays, rings the doorbell, waits until the kernel reports the
     /// batch finished, and copies states, old values and faults back.
     /// </summary>
-    private void RunOnResidentKernel(DeviceBatch batch, DeviceMirror mirror)
+    /// <returns>False, with nothing run, when the executor says this device may not have a resident kernel now.</returns>
+    private bool RunOnResidentKernel(DeviceBatch batch, DeviceMirror mirror)
     {
         var staging = _residentBatch!;
-        Executor.RunResident(
+        return Executor.RunResident(
             mirror,
             prepare: () =>
             {
