@@ -41,7 +41,7 @@ internal sealed class DeviceExecutor : IDisposable
 
     // The executor whose resident kernel may poll on the CPU accelerator: its kernel spins on a core while it waits,
     // and two of them on a small machine starve the host threads that would give them work (milliseconds of
-    // scheduler slices instead of microseconds). While one device holds it, the others launch each batch.
+    // scheduler slices instead of microseconds). A second device taking residency stops the first.
     private static DeviceExecutor? s_cpuResidentHolder;
 
     private readonly bool _sharesCpuResidency;
@@ -116,44 +116,24 @@ internal sealed class DeviceExecutor : IDisposable
     /// returns false, having rung nothing, when the kernel had closed its doorbell (it left after its idle polls):
     /// then a new one is launched and the batch tried again.
     /// </summary>
-    /// <returns>
-    /// False, with nothing run, when this device may not have a resident kernel now (on the CPU accelerator another
-    /// device's is busy): the caller launches the batch on its own.
-    /// </returns>
-    internal bool RunResident(object owner, Action prepare, Action residentLaunch, Func<bool> batch)
+    internal void RunResident(object owner, Action prepare, Action residentLaunch, Func<bool> batch)
     {
-        while (true)
+        while (!TryRunResident(owner, prepare, residentLaunch, batch))
         {
-            switch (TryRunResident(owner, prepare, residentLaunch, batch))
-            {
-                case ResidentOutcome.Ran:
-                    return true;
-                case ResidentOutcome.NotNow:
-                    return false;
-            }
         }
     }
 
-    private enum ResidentOutcome
+    private bool TryRunResident(object owner, Action prepare, Action residentLaunch, Func<bool> batch)
     {
-        Ran,
-        Closed,
-        NotNow,
-    }
-
-    private ResidentOutcome TryRunResident(object owner, Action prepare, Action residentLaunch, Func<bool> batch)
-    {
+        DeviceExecutor? displaced = null;
         lock (_gate)
         {
             WaitForIdleDeviceLocked(owner);
             if (!_resident)
             {
-                if (_sharesCpuResidency && Interlocked.CompareExchange(ref s_cpuResidentHolder, this, null) != null)
+                if (_sharesCpuResidency)
                 {
-                    // Another device's resident kernel polls a core (it leaves within its idle time). Taking it away
-                    // would make both devices relaunch on every batch when they take turns: this batch gets a launch
-                    // of its own instead.
-                    return ResidentOutcome.NotNow;
+                    displaced = Interlocked.Exchange(ref s_cpuResidentHolder, this);
                 }
 
                 if (_disposed)
@@ -175,6 +155,12 @@ internal sealed class DeviceExecutor : IDisposable
             _running = true;
         }
 
+        // Outside our gate: the other executor takes its own.
+        if (displaced is not null && displaced != this)
+        {
+            displaced.GiveUpResidency();
+        }
+
         var rung = true;
         try
         {
@@ -191,6 +177,12 @@ internal sealed class DeviceExecutor : IDisposable
                     // The kernel closed its doorbell and is returning: the next try waits for it and launches anew.
                     _residentExiting = true;
                 }
+                else if (_sharesCpuResidency && _resident && !_residentExiting && Volatile.Read(ref s_cpuResidentHolder) != this)
+                {
+                    // Another device took residency while this batch ran.
+                    _residentExiting = true;
+                    _setStopFlag(true);
+                }
                 else if (_resident && !_idleArmed)
                 {
                     _idleArmed = true;
@@ -201,9 +193,8 @@ internal sealed class DeviceExecutor : IDisposable
             }
         }
 
-        return rung ? ResidentOutcome.Ran : ResidentOutcome.Closed;
+        return rung;
     }
-
 
     /// <summary>
     /// Whether the resident kernel a batch waits on is still there; if it went away (its launch failed), throws what
@@ -350,6 +341,19 @@ internal sealed class DeviceExecutor : IDisposable
         _residentOwner = null;
         _residentFailure = failure;
         Monitor.PulseAll(_gate);
+    }
+
+    /// <summary>Another device took the CPU residency: stop our resident kernel now if no batch is on it (else when it ends).</summary>
+    private void GiveUpResidency()
+    {
+        lock (_gate)
+        {
+            if (_resident && !_residentExiting && !_running && _pendingResidentLaunch is null)
+            {
+                _residentExiting = true;
+                _setStopFlag(true);
+            }
+        }
     }
 
     /// <summary>The idle timer: stops the resident kernel once no batch came for the idle time.</summary>

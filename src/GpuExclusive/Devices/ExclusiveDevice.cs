@@ -258,8 +258,9 @@ public sealed class ExclusiveDevice : IDisposable
     /// <summary>Runs one launch of the atomic batch kernel (through the executor: one kernel at a time, stoppable).</summary>
     internal void LaunchBatch(DeviceBatch batch, DeviceMirror mirror)
     {
-        if (_residentBatch is not null && batch.Count <= _residentBatch.Capacity && RunOnResidentKernel(batch, mirror))
+        if (_residentBatch is not null && batch.Count <= _residentBatch.Capacity)
         {
+            RunOnResidentKernel(batch, mirror);
             return;
         }
 
@@ -301,11 +302,10 @@ public sealed class ExclusiveDevice : IDisposable
     /// live): copies the batch into the kernel's staging arrays, rings the doorbell, waits until the kernel reports the
     /// batch finished, and copies states, old values and faults back.
     /// </summary>
-    /// <returns>False, with nothing run, when the executor says this device may not have a resident kernel now.</returns>
-    private bool RunOnResidentKernel(DeviceBatch batch, DeviceMirror mirror)
+    private void RunOnResidentKernel(DeviceBatch batch, DeviceMirror mirror)
     {
         var staging = _residentBatch!;
-        return Executor.RunResident(
+        Executor.RunResident(
             mirror,
             prepare: () =>
             {

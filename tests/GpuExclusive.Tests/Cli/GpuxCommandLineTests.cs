@@ -151,7 +151,7 @@ public sealed class GpuxCommandLineTests : IDisposable
 
 /// <summary>
 /// gpux runs share the console (Ctrl+C handler, logger) and the two CI cores: one at a time, and never beside the device
-/// tests (the CPU accelerator's resident kernel polls a core, and only one device at a time may have one).
+/// tests (the CPU accelerator's resident kernel polls a core, and one device's residency ends another's).
 /// </summary>
 public static class GpuxCollection
 {
