@@ -185,11 +185,21 @@ public sealed class DeviceMirror : IDisposable
 
     private BatchResult RunBatch(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, Span<long> oldValues)
     {
-        FillBatch(batch, ops);
+        var notAtomic = FillBatch(batch, ops);
         long deviceFaults = 0, launches = 0;
         var held = new List<GrantedPage>();
         try
         {
+            if (notAtomic is not null)
+            {
+                // Faults the host can see before the launch (the device PTE is not Atomic now): service them first, so
+                // the launch does not spend itself finding them. Counted as device faults; a revocation racing with
+                // this is found by the kernel as usual.
+                deviceFaults += notAtomic.Count;
+                EngineMetrics.DeviceFaults.Add(notAtomic.Count);
+                ServiceFaults(batch, notAtomic, held);
+            }
+
             while (true)
             {
                 ThrowIfDisposed();
@@ -661,18 +671,22 @@ public sealed class DeviceMirror : IDisposable
         }
     }
 
-    private void FillBatch(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops)
+    /// <summary>Translates the ops into the batch; returns the pages whose device PTE is not Atomic now, or null if none.</summary>
+    private SortedSet<ulong>? FillBatch(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops)
     {
         // In chunks: an invalidation callback (a CPU revocation) needs the mirror lock, and must not wait for the
         // translation of a whole large batch.
         const int Chunk = 4096;
+        SortedSet<ulong>? notAtomic = null;
         for (var start = 0; start < ops.Length; start += Chunk)
         {
-            FillChunk(batch, ops, start, Math.Min(ops.Length, start + Chunk));
+            FillChunk(batch, ops, start, Math.Min(ops.Length, start + Chunk), ref notAtomic);
         }
+
+        return notAtomic;
     }
 
-    private void FillChunk(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end)
+    private void FillChunk(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end, ref SortedSet<ulong>? notAtomic)
     {
         lock (_lock)
         {
@@ -689,6 +703,10 @@ public sealed class DeviceMirror : IDisposable
                     // Runs of ops on one page (a contended counter) look their slot up once.
                     lastSlot = SlotForLocked(page);
                     lastPage = page;
+                    if (DevicePte.Permission(Volatile.Read(ref _table[lastSlot])) != DevicePte.Atomic)
+                    {
+                        (notAtomic ??= []).Add(page);
+                    }
                 }
 
                 target[i] = new DeviceOp
