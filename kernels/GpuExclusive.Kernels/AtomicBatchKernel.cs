@@ -134,6 +134,10 @@ public static class AtomicBatchKernel
                 return;
             }
 
+            // Acquire: the batch's ops and states are the same host-mapped addresses every time, and a GPU's L1 is not
+            // coherent with the host's writes; without this a thread could read the previous batch's Done or op.
+            MemoryFence.SystemLevel();
+
             served = current;
             var count = Atomic.Or(ref control[ControlBlock.Count], 0);
             ApplyShare<PublishHazards>(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
@@ -194,6 +198,11 @@ public static class AtomicBatchKernel
             var op = ops[i];
             if (publish && op.Slot != published)
             {
+                if (fence && published >= 0)
+                {
+                    MemoryFence.SystemLevel(); // release: the atomics applied through the old slot land before the word changes
+                }
+
                 flip ^= 1;
                 Atomic.Exchange(ref hazards[thread * HazardStride], HazardWord(op.Slot, flip));
                 if (fence)
@@ -209,6 +218,11 @@ public static class AtomicBatchKernel
             {
                 if (published >= 0)
                 {
+                    if (fence)
+                    {
+                        MemoryFence.SystemLevel(); // release, as above
+                    }
+
                     Atomic.Exchange(ref hazards[thread * HazardStride], 0);
                     published = -1;
                 }
@@ -234,6 +248,11 @@ public static class AtomicBatchKernel
 
         if (published >= 0)
         {
+            if (fence)
+            {
+                MemoryFence.SystemLevel(); // release, as above
+            }
+
             Atomic.Exchange(ref hazards[thread * HazardStride], 0);
         }
     }

@@ -6,7 +6,10 @@ public interface IHazardPolicy
     /// <summary>True to publish the slot in the thread's hazard word before reading its entry.</summary>
     bool Publishes { get; }
 
-    /// <summary>True to fence between publishing the word and reading the entry; false where the atomic store already is one.</summary>
+    /// <summary>
+    /// True to fence between publishing the word and reading the entry, and before changing or clearing a published
+    /// word (so the atomics applied under it land first); false where every atomic already is a full fence.
+    /// </summary>
     bool FencesAfterPublish { get; }
 }
 

@@ -131,11 +131,6 @@ internal sealed class DeviceExecutor : IDisposable
             WaitForIdleDeviceLocked(owner);
             if (!_resident)
             {
-                if (_sharesCpuResidency)
-                {
-                    displaced = Interlocked.Exchange(ref s_cpuResidentHolder, this);
-                }
-
                 if (_disposed)
                 {
                     throw new ObjectDisposedException(nameof(ExclusiveDevice));
@@ -143,6 +138,14 @@ internal sealed class DeviceExecutor : IDisposable
 
                 _setStopFlag(false);
                 prepare();
+
+                // Taken only once nothing above can throw: a token left with a device that has no resident kernel
+                // would let two poll at once.
+                if (_sharesCpuResidency)
+                {
+                    displaced = Interlocked.Exchange(ref s_cpuResidentHolder, this);
+                }
+
                 _resident = true;
                 _residentGeneration++;
                 _residentOwner = owner;
@@ -346,6 +349,11 @@ internal sealed class DeviceExecutor : IDisposable
     /// <summary>Another device took the CPU residency: stop our resident kernel now if no batch is on it (else when it ends).</summary>
     private void GiveUpResidency()
     {
+        if (Volatile.Read(ref s_cpuResidentHolder) == this)
+        {
+            return; // a late call: this device has taken the residency back since
+        }
+
         lock (_gate)
         {
             if (_resident && !_residentExiting && !_running && _pendingResidentLaunch is null)

@@ -42,6 +42,10 @@ public sealed class ExclusiveDevice : IDisposable
     private readonly int _residentIdlePolls;
     private int _doorbell;
 
+    // Invalidation callbacks inside WaitForHazards: a callback can still be running when its mirror's registration is
+    // removed, so Dispose waits for them before it frees the hazard words.
+    private int _hazardWaiters;
+
     // Doorbell polls per microsecond of the resident kernel on the CPU accelerator (two atomic loads each), roughly:
     // it turns the idle time into a poll limit, since a kernel cannot read a clock.
     private const int CpuPollsPerMicrosecond = 50;
@@ -334,7 +338,7 @@ public sealed class ExclusiveDevice : IDisposable
                 batch.OldValues.AsSpan(count).CopyTo(staging.OldValues.AsSpan(count));
                 Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
                 Volatile.Write(ref _control[ControlBlock.Count], count);
-                var bell = _doorbell + 1;
+                var bell = _doorbell == int.MaxValue ? 1 : _doorbell + 1; // never negative: the kernel reads that as "leave"
                 if (Interlocked.CompareExchange(ref _control[ControlBlock.Doorbell], bell, _doorbell) != _doorbell)
                 {
                     return false; // closed: the kernel left after its idle polls
@@ -365,8 +369,16 @@ public sealed class ExclusiveDevice : IDisposable
             clearedSlots.Sort();
         }
 
+        // Registered before looking at _disposed (both full fences): Dispose sets _disposed and then waits for this
+        // count to drain before it frees the hazard words, so a waiter either sees the device disposed or is waited for.
+        Interlocked.Increment(ref _hazardWaiters);
         try
         {
+            if (_disposed)
+            {
+                return; // the device is gone, and its kernels with it
+            }
+
             for (var word = 0L; word < _hazards.Length; word += AtomicBatchKernel.HazardStride)
             {
                 var hazard = Volatile.Read(ref _hazards[word]);
@@ -384,9 +396,9 @@ public sealed class ExclusiveDevice : IDisposable
                 }
             }
         }
-        catch (ObjectDisposedException) when (_disposed)
+        finally
         {
-            // The device is gone, and its kernels with it.
+            Interlocked.Decrement(ref _hazardWaiters);
         }
 
         static bool Names(List<int> slots, int slot) => slots.Count > 16 ? slots.BinarySearch(slot) >= 0 : slots.Contains(slot);
@@ -474,6 +486,13 @@ public sealed class ExclusiveDevice : IDisposable
 
             Executor.Dispose();
             _residentBatch?.Dispose();
+            Interlocked.MemoryBarrier(); // _disposed (set above) before reading the count: the other half of WaitForHazards' handshake
+            var spin = default(SpinWait);
+            while (Volatile.Read(ref _hazardWaiters) != 0)
+            {
+                spin.SpinOnce(sleep1Threshold: -1);
+            }
+
             _hazards.Dispose();
             _control.Dispose();
             _accelerator.Dispose();

@@ -19,16 +19,22 @@ public abstract partial class DeviceExclusiveContract
         var dedicated = counters + 1024;                      // same page: only the device adds here
         using var start = new Barrier(3);
         var deviceDone = 0;
+        var cpuProgress = new long[2]; // adds so far per CPU thread, published every 64 adds
 
         var device = Start(() =>
         {
             start.SignalAndWait(Bound);
             long sharedCompleted = 0, revoked = 0;
+            var batches = 0;
             var dedicatedOld = new List<long>();
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
             try
             {
-                for (var b = 0; b < Batches; b++)
+                // At least Batches batches, and on until the CPU threads got going: a fast device could otherwise be
+                // done before they start, and nothing would have contended.
+                for (var b = 0; b < Batches || (Volatile.Read(ref cpuProgress[0]) + Volatile.Read(ref cpuProgress[1]) < 10_000 && DateTime.UtcNow < deadline); b++)
                 {
+                    batches++;
                     var ops = new AtomicOp[SharedOpsPerBatch + DedicatedOpsPerBatch];
                     for (var i = 0; i < ops.Length; i++)
                     {
@@ -53,7 +59,7 @@ public abstract partial class DeviceExclusiveContract
                 Volatile.Write(ref deviceDone, 1);
             }
 
-            return (sharedCompleted, revoked, dedicatedOld);
+            return (sharedCompleted, revoked, dedicatedOld, batches);
         });
         var cpus = Enumerable.Range(0, 2).Select(t => Start(() =>
         {
@@ -62,7 +68,10 @@ public abstract partial class DeviceExclusiveContract
             for (var k = t; adds < CpuAddLimit && Volatile.Read(ref deviceDone) == 0; k++)
             {
                 Space.AtomicAdd(counters + ((ulong)(k % Counters) * 4), 1);
-                adds++;
+                if ((++adds & 63) == 0)
+                {
+                    Volatile.Write(ref cpuProgress[t], adds);
+                }
             }
 
             return adds;
@@ -74,12 +83,12 @@ public abstract partial class DeviceExclusiveContract
             AssertFinishes(cpu, "a CPU thread");
         }
 
-        var (deviceAdds, deviceFaults, dedicatedOldValues) = device.Result;
+        var (deviceAdds, deviceFaults, dedicatedOldValues, batchesRun) = device.Result;
         var cpuAdds = cpus.Sum(c => c.Result);
         var sum = Enumerable.Range(0, Counters).Sum(k => (long)Space.Read<int>(counters + ((ulong)k * 4)));
         Assert.Equal(cpuAdds + deviceAdds, sum);
-        Assert.Equal(Batches * DedicatedOpsPerBatch, Space.Read<int>(dedicated));
-        Assert.Equal(Enumerable.Range(0, Batches * DedicatedOpsPerBatch).Select(i => (long)i), dedicatedOldValues.Order());
+        Assert.Equal(batchesRun * DedicatedOpsPerBatch, Space.Read<int>(dedicated));
+        Assert.Equal(Enumerable.Range(0, batchesRun * DedicatedOpsPerBatch).Select(i => (long)i), dedicatedOldValues.Order());
         Assert.True(cpuAdds > 0 && deviceFaults > 1, $"no contention happened (CPU adds {cpuAdds}, device faults {deviceFaults}): the test proved nothing");
         AssertCleanTeardown();
     }
