@@ -11,7 +11,8 @@ namespace GpuExclusive.Devices;
 /// <remarks>
 /// The resident kernel is launched by a background thread (a launch blocks its caller on the CPU accelerator, and
 /// <c>Synchronize</c> on CUDA) and stays until it has been idle for the resident idle time, a one-shot launch or another
-/// mirror needs the device, or a callback quiesces it: its stop flag is raised only while no batch is on it.
+/// mirror needs the device, another CPU-accelerator device takes the residency, or a callback quiesces it: its stop
+/// flag is raised only while no batch is on it.
 /// </remarks>
 internal sealed class DeviceExecutor : IDisposable
 {
