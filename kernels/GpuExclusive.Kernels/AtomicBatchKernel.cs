@@ -198,13 +198,8 @@ public static class AtomicBatchKernel
             var op = ops[i];
             if (publish && op.Slot != published)
             {
-                if (fence && published >= 0)
-                {
-                    MemoryFence.SystemLevel(); // release: the atomics applied through the old slot land before the word changes
-                }
-
                 flip ^= 1;
-                Atomic.Exchange(ref hazards[thread * HazardStride], HazardWord(op.Slot, flip));
+                StoreHazard(ref hazards[thread * HazardStride], HazardWord(op.Slot, flip), fence);
                 if (fence)
                 {
                     MemoryFence.SystemLevel();
@@ -218,12 +213,7 @@ public static class AtomicBatchKernel
             {
                 if (published >= 0)
                 {
-                    if (fence)
-                    {
-                        MemoryFence.SystemLevel(); // release, as above
-                    }
-
-                    Atomic.Exchange(ref hazards[thread * HazardStride], 0);
+                    StoreHazard(ref hazards[thread * HazardStride], 0, fence);
                     published = -1;
                 }
 
@@ -248,13 +238,22 @@ public static class AtomicBatchKernel
 
         if (published >= 0)
         {
-            if (fence)
-            {
-                MemoryFence.SystemLevel(); // release, as above
-            }
-
-            Atomic.Exchange(ref hazards[thread * HazardStride], 0);
+            StoreHazard(ref hazards[thread * HazardStride], 0, fence);
         }
+    }
+
+    /// <summary>
+    /// Changes or clears a thread's hazard word; with <paramref name="fence"/> (a GPU) it fences first, so the atomics
+    /// applied under the old word reach memory before a host waiting on the word sees it change.
+    /// </summary>
+    private static void StoreHazard(ref int word, int value, bool fence)
+    {
+        if (fence)
+        {
+            MemoryFence.SystemLevel();
+        }
+
+        Atomic.Exchange(ref word, value);
     }
 
     /// <summary>

@@ -43,6 +43,9 @@ public static class EngineSettingsLoader
         ["Engine:ResidentIdleMicroseconds"] = (1, 10_000_000),
     };
 
+    /// <summary>The accepted range of an integer key (e.g. <c>Engine:KernelGroups</c>).</summary>
+    internal static (long Min, long Max) RangeOf(string key) => IntegerKeys[key];
+
     private const string AcceleratorKey = "Engine:Accelerator";
 
     /// <summary>

@@ -18,7 +18,7 @@ internal sealed class DeviceExecutor : IDisposable
 {
     private readonly Action<bool> _setStopFlag;
     private readonly TimeSpan _stopPollInterval;
-    private readonly long _residentIdleTicks;
+    private readonly TimeSpan _residentIdle;
     private readonly Timer _idleTimer;
 
     // Guards everything below; launchers, batches, quiescers and the resident launcher thread wait on it.
@@ -59,7 +59,7 @@ internal sealed class DeviceExecutor : IDisposable
         // it spins — on a small machine, taking the very core the launch it waits for needs to return. The launch's
         // return pulses the waiter at once either way; the timeout is only the fallback re-raise of the flag.
         _stopPollInterval = stopPollInterval < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : stopPollInterval;
-        _residentIdleTicks = (long)(residentIdle.TotalSeconds * Stopwatch.Frequency);
+        _residentIdle = residentIdle;
         _idleTimer = new Timer(_ => StopIdleResident());
     }
 
@@ -189,8 +189,7 @@ internal sealed class DeviceExecutor : IDisposable
                 }
                 else if (_resident && !_idleArmed)
                 {
-                    _idleArmed = true;
-                    _idleTimer.Change(TimeSpan.FromTicks(Math.Max(1, _residentIdleTicks * TimeSpan.TicksPerSecond / Stopwatch.Frequency)), Timeout.InfiniteTimeSpan);
+                    ArmIdleTimerLocked(_residentIdle);
                 }
 
                 Monitor.PulseAll(_gate);
@@ -376,12 +375,10 @@ internal sealed class DeviceExecutor : IDisposable
                 return;
             }
 
-            var idle = Stopwatch.GetTimestamp() - _lastBatchEnd;
-            if (_running || idle < _residentIdleTicks)
+            var idle = Stopwatch.GetElapsedTime(_lastBatchEnd);
+            if (_running || idle < _residentIdle)
             {
-                _idleArmed = true;
-                var left = Math.Max(_residentIdleTicks - idle, _residentIdleTicks / 4);
-                _idleTimer.Change(TimeSpan.FromTicks(Math.Max(1, left * TimeSpan.TicksPerSecond / Stopwatch.Frequency)), Timeout.InfiniteTimeSpan);
+                ArmIdleTimerLocked(_residentIdle - idle);
                 return;
             }
 
@@ -394,6 +391,15 @@ internal sealed class DeviceExecutor : IDisposable
             _residentExiting = true;
             _setStopFlag(true);
         }
+    }
+
+    private void ArmIdleTimerLocked(TimeSpan due)
+    {
+        // A timer has millisecond resolution: a shorter due time fires at once, and a timer re-armed that way while
+        // batches keep coming would spin a pool thread. On the CPU accelerator the kernel leaves by itself after its
+        // idle polls anyway; this timer is what stops it on a GPU.
+        _idleArmed = true;
+        _idleTimer.Change(due < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : due, Timeout.InfiniteTimeSpan);
     }
 
     private void EnsureLauncherThreadLocked()

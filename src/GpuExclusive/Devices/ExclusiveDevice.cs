@@ -19,8 +19,9 @@ namespace GpuExclusive;
 /// <remarks>
 /// The device runs one kernel at a time: a persistent grid-stride kernel sized to the device for a large batch, or the
 /// resident kernel that serves small batches through a doorbell (EngineSettings.ResidentBatchOps). Invalidation
-/// callbacks do not stop it; a device page-table swap or a teardown stops it cooperatively. All members are thread-safe. Disposing the device stops a running batch (its
-/// <see cref="DeviceMirror.Run"/> throws <see cref="ObjectDisposedException"/>) and disposes its mirrors.
+/// callbacks do not stop it; a device page-table swap or a teardown stops it cooperatively. All members are
+/// thread-safe. Disposing the device stops a running batch (its <see cref="DeviceMirror.Run"/> throws
+/// <see cref="ObjectDisposedException"/>) and disposes its mirrors.
 /// </remarks>
 public sealed class ExclusiveDevice : IDisposable
 {
@@ -75,7 +76,7 @@ public sealed class ExclusiveDevice : IDisposable
             : LoadBatchKernel(accelerator, AtomicBatchKernel.Apply);
         _serve = LoadBatchKernel(accelerator, AtomicBatchKernel.Serve);
         // A persistent grid sized to the device (settings may override): every thread strides over the batch, so
-        // a stop is seen within one op per thread, whatever the batch size.
+        // a stop is seen within StopPollOps ops per thread, whatever the batch size.
         var groupSize = settings.KernelGroupSize > 0
             ? Math.Min(settings.KernelGroupSize, accelerator.MaxNumThreadsPerGroup)
             : Math.Min(accelerator.MaxNumThreadsPerGroup, kind == AcceleratorKind.Cuda ? 256 : accelerator.MaxNumThreadsPerGroup);
@@ -219,14 +220,16 @@ public sealed class ExclusiveDevice : IDisposable
     /// </summary>
     private static void ValidateRanges(EngineSettings settings)
     {
-        Check(settings.KernelGroupSize, 0, 1024, nameof(EngineSettings.KernelGroupSize));
-        Check(settings.KernelGroups, 0, 65536, nameof(EngineSettings.KernelGroups));
-        Check(settings.StopPollIntervalMicroseconds, 1, 1_000_000, nameof(EngineSettings.StopPollIntervalMicroseconds));
-        Check(settings.ResidentBatchOps, 0, 65536, nameof(EngineSettings.ResidentBatchOps));
-        Check(settings.ResidentIdleMicroseconds, 1, 10_000_000, nameof(EngineSettings.ResidentIdleMicroseconds));
+        Check(settings.KernelGroupSize, nameof(EngineSettings.KernelGroupSize));
+        Check(settings.KernelGroups, nameof(EngineSettings.KernelGroups));
+        Check(settings.StopPollIntervalMicroseconds, nameof(EngineSettings.StopPollIntervalMicroseconds));
+        Check(settings.ResidentBatchOps, nameof(EngineSettings.ResidentBatchOps));
+        Check(settings.ResidentIdleMicroseconds, nameof(EngineSettings.ResidentIdleMicroseconds));
 
-        static void Check(int value, int min, int max, string name)
+        static void Check(int value, string name)
         {
+            // The loader's table is the one place the ranges are written down.
+            var (min, max) = EngineSettingsLoader.RangeOf("Engine:" + name);
             if (value < min || value > max)
             {
                 throw new ArgumentOutOfRangeException(nameof(settings), value, $"EngineSettings.{name} must be between {min} and {max} (got {value})");
@@ -272,12 +275,8 @@ public sealed class ExclusiveDevice : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             ObjectDisposedException.ThrowIf(mirror.IsDisposed, mirror);
-            Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
             // Read the table inside the launch: it is only swapped while the executor is quiesced.
-            var bytes = mirror.PoolBuffer.AsRawArrayView();
-            _kernel(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
-            _accelerator.Synchronize();
-            batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
+            LaunchOnce(_kernel, batch, mirror.TableView, mirror.PoolBuffer);
             // A stop raised during the launch may have left ops that never ran (and recorded no fault).
             batch.Stopped = Volatile.Read(ref _control[ControlBlock.Stop]) != 0;
         });
@@ -291,14 +290,18 @@ public sealed class ExclusiveDevice : IDisposable
     internal void LaunchRaw(DeviceBatch batch, HostMappedArray<long> table, MemoryBuffer memory)
     {
         var raw = LazyInitializer.EnsureInitialized(ref _rawKernel, () => LoadBatchKernel(_accelerator, AtomicBatchKernel.ApplyWithoutHazards));
-        Executor.Launch(() =>
-        {
-            Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
-            var bytes = memory.AsRawArrayView();
-            raw(_grid, batch.Ops.View.SubView(0, batch.Count), batch.States.View.SubView(0, batch.Count), batch.OldValues.View.SubView(0, batch.Count), table.View, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
-            _accelerator.Synchronize();
-            batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
-        });
+        Executor.Launch(() => LaunchOnce(raw, batch, table.View, memory));
+    }
+
+    /// <summary>One blocking launch of a batch kernel over the whole grid; records the faults it counted.</summary>
+    private void LaunchOnce(BatchKernel kernel, DeviceBatch batch, ArrayView<long> table, MemoryBuffer memory)
+    {
+        Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
+        var bytes = memory.AsRawArrayView();
+        var count = batch.Count;
+        kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.View.SubView(0, count), batch.OldValues.View.SubView(0, count), table, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
+        _accelerator.Synchronize();
+        batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
     }
 
     /// <summary>

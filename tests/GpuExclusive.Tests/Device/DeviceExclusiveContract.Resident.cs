@@ -65,7 +65,9 @@ public abstract partial class DeviceExclusiveContract
     public void ResidentKernel_IsStopped_OnceIdleForTheIdleTime()
     {
         var counter = Space.Map(Page, Protection.ReadWrite);
+        var residentLaunches = Device.Executor.ResidentLaunches;
         Mirror.Run([new AtomicOp(counter, AtomicKind.Add, 1)]);
+        Assert.True(Device.Executor.ResidentLaunches > residentLaunches, "the batch did not run on a resident kernel: nothing to stop");
 
         WaitUntilNotResident(Device);
 
@@ -87,11 +89,7 @@ public abstract partial class DeviceExclusiveContract
         var run = Start(() => Mirror.Run(ops));
         var toucher = Start(() =>
         {
-            var deadline = DateTime.UtcNow + Bound;
-            while (Device.Executor.Launches == launches && !run.IsCompleted && DateTime.UtcNow < deadline)
-            {
-                Thread.SpinWait(20);
-            }
+            WaitForLaunch(Device, launches, run);
 
             var revocations = 0;
             while (!run.IsCompleted && revocations < 200)

@@ -107,12 +107,8 @@ public abstract partial class DeviceExclusiveContract
         var run = Start(() => Mirror.Run(ops));
         var toucher = Start(() =>
         {
-            // Wait (bounded) until the batch's first launch is under way, then take the pages back from the CPU.
-            var deadline = DateTime.UtcNow + Bound;
-            while (Device.Executor.Launches == launches && !run.IsCompleted && DateTime.UtcNow < deadline)
-            {
-                Thread.SpinWait(20);
-            }
+            // Take the pages back from the CPU once the batch's first launch is under way.
+            WaitForLaunch(Device, launches, run);
 
             var adds = 0L;
             for (var round = 0; round < 200 && !run.IsCompleted; round++)
