@@ -244,16 +244,23 @@ public static class AtomicBatchKernel
 
     /// <summary>
     /// Changes or clears a thread's hazard word; with <paramref name="fence"/> (a GPU) it fences first, so the atomics
-    /// applied under the old word reach memory before a host waiting on the word sees it change.
+    /// applied under the old word reach memory before a host waiting on the word sees it change, and exchanges.
     /// </summary>
     private static void StoreHazard(ref int word, int value, bool fence)
     {
         if (fence)
         {
             MemoryFence.SystemLevel();
+            Atomic.Exchange(ref word, value);
         }
-
-        Atomic.Exchange(ref word, value);
+        else
+        {
+            // A plain store: on the CPU accelerator the next entry read is an Interlocked operation, a full fence that
+            // orders this store before it (the Dekker pair needs nothing more), and the atomics applied under the old
+            // word were Interlocked too, so they are visible before this store is. An exchange here cost as much as the
+            // op it protects.
+            word = value;
+        }
     }
 
     /// <summary>

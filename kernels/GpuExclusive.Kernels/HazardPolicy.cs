@@ -25,8 +25,9 @@ public readonly struct PublishHazards : IHazardPolicy
 
 /// <summary>
 /// The engine's kernels on ILGPU's CPU accelerator, where every ILGPU atomic is a .NET <c>Interlocked</c> operation —
-/// a full fence on every platform .NET runs on — so the store of the hazard word is already ordered before the load of
-/// the entry.
+/// a full fence on every platform .NET runs on. The hazard word is a plain store: the entry is read with an atomic
+/// right after it, which orders the store before the load, and the atomics applied under the old word are ordered
+/// before the store that changes it.
 /// </summary>
 public readonly struct PublishHazardsInterlocked : IHazardPolicy
 {

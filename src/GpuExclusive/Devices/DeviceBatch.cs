@@ -32,8 +32,12 @@ internal sealed class DeviceBatch : IDisposable
         Count = count;
         States.AsSpan(count).Clear();
         FaultCount = 0;
+        Refused = 0;
         Stopped = false;
     }
+
+    /// <summary>Ops the host marked <see cref="OpState.NotMapped"/> or <see cref="OpState.PermissionDenied"/> in this use.</summary>
+    internal int Refused { get; set; }
 
     internal HostMappedArray<DeviceOp> Ops { get; }
 

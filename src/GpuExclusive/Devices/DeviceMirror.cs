@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
 using GpuExclusive.Devices;
 using GpuExclusive.Diagnostics;
 using GpuExclusive.Kernels;
@@ -165,7 +167,7 @@ public sealed class DeviceMirror : IDisposable
     /// <exception cref="ObjectDisposedException">The mirror, its device or its space was disposed, also while the batch ran.</exception>
     public BatchResult Run(ReadOnlySpan<AtomicOp> ops, Span<long> oldValues = default)
     {
-        ValidateBatch(ops, oldValues);
+        ValidateOldValues(ops, oldValues);
         ThrowIfDisposed();
         if (ops.IsEmpty)
         {
@@ -412,14 +414,23 @@ public sealed class DeviceMirror : IDisposable
     }
 
     /// <summary>The slot of <paramref name="page"/>'s device PTE, creating it (and growing the table) on first use.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int SlotForLocked(ulong page)
     {
         var fastIndex = page - (PageTable.FastBase >> PagePool.PageShift);
-        if (fastIndex < (ulong)_fastSlots.Length && _fastSlots[fastIndex] != 0)
+        var fastSlots = _fastSlots;
+        if (fastIndex < (ulong)fastSlots.Length && fastSlots[(int)fastIndex] != 0)
         {
-            return _fastSlots[fastIndex] - 1;
+            return fastSlots[(int)fastIndex] - 1;
         }
 
+        return SlotForLockedSlow(page, fastIndex);
+    }
+
+    /// <summary><see cref="SlotForLocked"/> outside the flat index: the dictionary, or a new slot.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int SlotForLockedSlow(ulong page, ulong fastIndex)
+    {
         if (_slots.TryGetValue(page, out var slot))
         {
             return slot;
@@ -643,32 +654,44 @@ public sealed class DeviceMirror : IDisposable
         }
     }
 
-    private static void ValidateBatch(ReadOnlySpan<AtomicOp> ops, Span<long> oldValues)
+    private static void ValidateOldValues(ReadOnlySpan<AtomicOp> ops, Span<long> oldValues)
     {
         if (!oldValues.IsEmpty && oldValues.Length < ops.Length)
         {
             throw new ArgumentException($"oldValues has {oldValues.Length} elements but the batch has {ops.Length} ops", nameof(oldValues));
         }
+    }
 
-        for (var i = 0; i < ops.Length; i++)
+    /// <summary>
+    /// Checks one op (called while it is translated, so a batch is read once): a known kind, an aligned address inside
+    /// the 47-bit space. Throwing leaves nothing changed but slots for the pages of earlier ops, which no one can see.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ValidateOp(in AtomicOp op, int index)
+    {
+        // The kinds are 0..Xor (Enum.IsDefined costs more than the atomic); one compare covers both alignment cases.
+        var alignmentMask = op.Is64Bit ? 7UL : 3UL;
+        if ((uint)op.Kind > (uint)AtomicKind.Xor || (op.Address & alignmentMask) != 0 || op.Address >= PageTable.AddressLimit)
         {
-            var op = ops[i];
-            if ((uint)op.Kind > (uint)AtomicKind.Xor) // the kinds are 0..Xor; Enum.IsDefined costs more than the atomic
-            {
-                throw new ArgumentException($"op {i}: {(int)op.Kind} is not an AtomicKind", nameof(ops));
-            }
-
-            var size = op.Is64Bit ? 8UL : 4UL;
-            if ((op.Address & (size - 1)) != 0)
-            {
-                throw new ArgumentException($"op {i}: a {size * 8}-bit atomic needs a {size}-byte-aligned address; 0x{op.Address:x} is not", nameof(ops));
-            }
-
-            if (op.Address >= PageTable.AddressLimit)
-            {
-                throw new ArgumentException($"op {i}: 0x{op.Address:x} is beyond the 47-bit virtual address space", nameof(ops));
-            }
+            ThrowInvalidOp(op, index);
         }
+    }
+
+    [DoesNotReturn]
+    private static void ThrowInvalidOp(in AtomicOp op, int index)
+    {
+        if ((uint)op.Kind > (uint)AtomicKind.Xor)
+        {
+            throw new ArgumentException($"op {index}: {(int)op.Kind} is not an AtomicKind", "ops");
+        }
+
+        var size = op.Is64Bit ? 8UL : 4UL;
+        if ((op.Address & (size - 1)) != 0)
+        {
+            throw new ArgumentException($"op {index}: a {size * 8}-bit atomic needs a {size}-byte-aligned address; 0x{op.Address:x} is not", "ops");
+        }
+
+        throw new ArgumentException($"op {index}: 0x{op.Address:x} is beyond the 47-bit virtual address space", "ops");
     }
 
     /// <summary>Translates the ops into the batch; returns the pages whose device PTE is not Atomic now, or null if none.</summary>
@@ -696,7 +719,8 @@ public sealed class DeviceMirror : IDisposable
             var lastSlot = -1;
             for (var i = start; i < end; i++)
             {
-                var op = ops[i];
+                ref readonly var op = ref ops[i];
+                ValidateOp(op, i);
                 var page = op.Address >> PagePool.PageShift;
                 if (page != lastPage)
                 {
@@ -832,6 +856,7 @@ public sealed class DeviceMirror : IDisposable
                 if (Volatile.Read(ref batch.States[i]) == OpState.Pending && refused.TryGetValue(_slotPages[batch.Ops[i].Slot], out var state))
                 {
                     Volatile.Write(ref batch.States[i], state);
+                    batch.Refused++;
                 }
             }
         }
@@ -839,6 +864,19 @@ public sealed class DeviceMirror : IDisposable
 
     private static BatchResult Collect(DeviceBatch batch, Span<long> oldValues, long deviceFaults, long replays)
     {
+        if (batch.Refused == 0)
+        {
+            // Nothing refused, and the last launch ran every op still pending to its end: every op is Done. The common
+            // case needs no pass over the states (a bulk copy of the old values at most).
+            AssertAllDone(batch);
+            if (!oldValues.IsEmpty)
+            {
+                batch.OldValues.AsSpan(batch.Count).CopyTo(oldValues);
+            }
+
+            return new BatchResult(batch.Count, 0, 0, deviceFaults, replays);
+        }
+
         long completed = 0, notMapped = 0, denied = 0;
         for (var i = 0; i < batch.Count; i++)
         {
@@ -866,6 +904,16 @@ public sealed class DeviceMirror : IDisposable
         }
 
         return new BatchResult(completed, notMapped, denied, deviceFaults, replays);
+    }
+
+    [Conditional("DEBUG")]
+    private static void AssertAllDone(DeviceBatch batch)
+    {
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var state = Volatile.Read(ref batch.States[i]);
+            Debug.Assert(state == OpState.Done, $"op {i} left in state {state} with no op refused");
+        }
     }
 
     private void ThrowIfDisposed()
