@@ -18,7 +18,7 @@ internal sealed class DeviceExecutor : IDisposable
 {
     private readonly Action<bool> _setStopFlag;
     private readonly TimeSpan _stopPollInterval;
-    private readonly TimeSpan _residentIdle;
+    private readonly TimeSpan? _residentIdle;
     private readonly Timer _idleTimer;
 
     // Guards everything below; launchers, batches, quiescers and the resident launcher thread wait on it.
@@ -49,9 +49,13 @@ internal sealed class DeviceExecutor : IDisposable
 
     /// <param name="setStopFlag">Raises or clears the stop flag the kernels poll.</param>
     /// <param name="stopPollInterval">How often a quiescer raises the flag again while it waits.</param>
-    /// <param name="residentIdle">How long the resident kernel may wait for a batch before it is stopped.</param>
+    /// <param name="residentIdle">
+    /// How long the resident kernel may wait for a batch before the host stops it; null where the kernel leaves by itself
+    /// (the CPU accelerator's idle polls), so no timer runs: a timer firing every millisecond while batches come wakes a
+    /// pool thread that takes the executor's lock and, on a small machine, a core from the kernel or the host.
+    /// </param>
     /// <param name="sharesCpuResidency">True on the CPU accelerator: one resident kernel in the process at a time.</param>
-    internal DeviceExecutor(Action<bool> setStopFlag, TimeSpan stopPollInterval, TimeSpan residentIdle, bool sharesCpuResidency = false)
+    internal DeviceExecutor(Action<bool> setStopFlag, TimeSpan stopPollInterval, TimeSpan? residentIdle, bool sharesCpuResidency = false)
     {
         _sharesCpuResidency = sharesCpuResidency;
         _setStopFlag = setStopFlag;
@@ -187,9 +191,9 @@ internal sealed class DeviceExecutor : IDisposable
                     _residentExiting = true;
                     _setStopFlag(true);
                 }
-                else if (_resident && !_idleArmed)
+                else if (_resident && !_idleArmed && _residentIdle is { } idle)
                 {
-                    ArmIdleTimerLocked(_residentIdle);
+                    ArmIdleTimerLocked(idle);
                 }
 
                 Monitor.PulseAll(_gate);
@@ -375,10 +379,11 @@ internal sealed class DeviceExecutor : IDisposable
                 return;
             }
 
+            var limit = _residentIdle!.Value; // armed only when there is one
             var idle = Stopwatch.GetElapsedTime(_lastBatchEnd);
-            if (_running || idle < _residentIdle)
+            if (_running || idle < limit)
             {
-                ArmIdleTimerLocked(_residentIdle - idle);
+                ArmIdleTimerLocked(limit - idle);
                 return;
             }
 

@@ -69,7 +69,8 @@ public sealed class ExclusiveDevice : IDisposable
         Executor = new DeviceExecutor(
             stop => Volatile.Write(ref _control[ControlBlock.Stop], stop ? 1 : 0),
             TimeSpan.FromTicks(settings.StopPollIntervalMicroseconds * TimeSpan.TicksPerMicrosecond),
-            TimeSpan.FromTicks(settings.ResidentIdleMicroseconds * TimeSpan.TicksPerMicrosecond),
+            // On the CPU accelerator the resident kernel counts its own idle polls and leaves; a GPU's waits for the host.
+            kind == AcceleratorKind.Cpu ? null : TimeSpan.FromTicks(settings.ResidentIdleMicroseconds * TimeSpan.TicksPerMicrosecond),
             sharesCpuResidency: kind == AcceleratorKind.Cpu);
         _kernel = kind == AcceleratorKind.Cpu
             ? LoadBatchKernel(accelerator, AtomicBatchKernel.ApplyOnCpuAccelerator)

@@ -18,6 +18,10 @@ namespace GpuExclusive.Paging;
 /// (the <c>membarrier</c> syscall: the IPI) makes every running thread's slot store visible, or orders its PTE
 /// load after the change; the writer then waits for every slot that was odd to move on. The asymmetric fence keeps
 /// the cost on the rare writer, as Linux does. An accessor never blocks while its slot is odd.
+/// Like Linux, which sends the flush IPI only to the CPUs in the mm's cpumask, the barrier is skipped when no thread
+/// but the flusher has ever claimed a slot and is still alive: no other thread can be inside an access then, and one
+/// that claims a slot afterwards does so with an interlocked operation before its first PTE load, which the flusher's
+/// full fence pairs with (a single-threaded user — a ping-pong between one thread and a device — never pays the IPI).
 /// </remarks>
 internal static class TlbShootdown
 {
@@ -26,6 +30,7 @@ internal static class TlbShootdown
     private static readonly Slot[] Slots = GC.AllocateArray<Slot>(MaxSlots, pinned: true);
     private static readonly Thread?[] Owners = new Thread?[MaxSlots];
     private static int _claimed;
+    private static long _processWideBarriers;
 
     [ThreadStatic]
     private static int t_slotPlusOne;
@@ -65,11 +70,22 @@ internal static class TlbShootdown
     /// Waits until every CPU access that may have translated through a PTE changed before this call has finished.
     /// Call after publishing the PTE change and before reusing or handing out what the old PTE pointed at.
     /// </summary>
-    internal static void Flush()
+    /// <returns>True if it issued the process-wide barrier; false if no other thread could be inside an access.</returns>
+    internal static bool Flush()
     {
         Debug.Assert(!IsInsideAccess, "a shootdown from inside an access would wait for itself");
-        Interlocked.MemoryBarrierProcessWide();
+        // Orders the caller's PTE change before the reads of the claim count and owners below; the other side of that
+        // Dekker pair is the interlocked operation by which a thread claims its slot, before its first PTE load.
+        Interlocked.MemoryBarrier();
         var claimed = Math.Min(Volatile.Read(ref _claimed), MaxSlots);
+        if (!AnotherThreadMayAccess(Owners.AsSpan(0, claimed), t_slotPlusOne - 1))
+        {
+            Diagnostics.EngineMetrics.Shootdowns.Add(1);
+            return false;
+        }
+
+        Interlocked.MemoryBarrierProcessWide();
+        Interlocked.Increment(ref _processWideBarriers);
         for (var i = 0; i < claimed; i++)
         {
             var seen = Volatile.Read(ref Slots[i].Sequence);
@@ -86,6 +102,34 @@ internal static class TlbShootdown
         }
 
         Diagnostics.EngineMetrics.Shootdowns.Add(1);
+        return true;
+    }
+
+    /// <summary>Process-wide barriers (IPIs) <see cref="Flush"/> has issued: the flushes it could not skip.</summary>
+    internal static long ProcessWideBarriers => Interlocked.Read(ref _processWideBarriers);
+
+    /// <summary>
+    /// False only if every one of <paramref name="owners"/> (the claimed slots) is the slot <paramref name="own"/> or
+    /// owned by a dead thread: then no other thread can be inside an access, nor enter one without an interlocked
+    /// claim first. A claimed slot whose owner is not yet written counts as another thread.
+    /// </summary>
+    internal static bool AnotherThreadMayAccess(ReadOnlySpan<Thread?> owners, int own)
+    {
+        for (var i = 0; i < owners.Length; i++)
+        {
+            if (i == own)
+            {
+                continue;
+            }
+
+            var owner = Volatile.Read(ref Unsafe.AsRef(in owners[i]));
+            if (owner is null || owner.IsAlive)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
