@@ -17,6 +17,7 @@ namespace GpuExclusive.Bench;
 [InvocationCount(1, unrollFactor: 1)]
 [WarmupCount(5)]
 [IterationCount(21)]
+[FullyOptimized]
 public unsafe class DemandZeroBenchmarks
 {
     private const int Pages = 1024;

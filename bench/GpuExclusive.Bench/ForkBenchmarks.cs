@@ -24,6 +24,7 @@ namespace GpuExclusive.Bench;
 [InvocationCount(1, unrollFactor: 1)]
 [WarmupCount(3)]
 [IterationCount(9)]
+[FullyOptimized]
 public class ForkBenchmarks
 {
     private const int Pages = 65536;

@@ -8,6 +8,7 @@ namespace GpuExclusive.Bench;
 /// (<c>mprotect</c> to read-only) — the kernel's own price for walking and rewriting a PTE range. DESIGN §7: ≤ 2×.
 /// </summary>
 [BenchmarkCategory("Grant")]
+[FullyOptimized]
 public unsafe class GrantBenchmarks
 {
     private const int Pages = 4096;

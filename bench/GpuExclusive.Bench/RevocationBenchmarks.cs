@@ -9,6 +9,7 @@ namespace GpuExclusive.Bench;
 /// DESIGN §7: ≤ 0.1× with the device idle.
 /// </summary>
 [BenchmarkCategory("Revocation")]
+[FullyOptimized]
 public unsafe class RevocationBenchmarks
 {
     private const int Pages = 256;

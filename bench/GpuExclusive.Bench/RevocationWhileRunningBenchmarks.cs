@@ -9,6 +9,7 @@ namespace GpuExclusive.Bench;
 /// accelerator, ≤ 50 µs on a GPU. One revocation per invocation (the page is granted again in the iteration setup).
 /// </summary>
 [BenchmarkCategory("RevocationLatency")]
+[FullyOptimized]
 public class RevocationWhileRunningBenchmarks
 {
     private const int BusyPages = 64;
