@@ -9,6 +9,7 @@ namespace GpuExclusive.Bench;
 /// kernel launched on raw memory with a ready-made device page table, and against CPU <see cref="Interlocked"/>:
 /// contended (every op on one counter) and spread (one counter per page). DESIGN §7: engine ÷ raw kernel ≥ 0.8.
 /// </summary>
+[FullyOptimized]
 public unsafe class DeviceAtomicsBenchmarks
 {
     private const int Ops = 65536;

@@ -20,25 +20,28 @@ public sealed partial class AddressSpace
     public unsafe T Read<T>(ulong address)
         where T : unmanaged
     {
-        if ((address & AddressRange.PageMask) + (ulong)sizeof(T) > PagePool.PageSize)
+        // The fast path: inside one page, the flat directory, an even sequence count and a present, young, readable
+        // PTE; everything else (crossing a page, the radix walk, a writer in the leaf, setting Young, faults) is
+        // ReadSlow's. No call on the way keeps the address in a register instead of the stack.
+        var pageOffset = address & AddressRange.PageMask;
+        var fastOffset = address - PageTable.FastBase;
+        if (fastOffset < PageTable.FastSpan && pageOffset + (ulong)sizeof(T) <= PagePool.PageSize)
         {
-            ThrowCrossesPage(address, sizeof(T));
-        }
-
-        var entries = PageTable.FindEntries(_fastEntries, _pageTable, address);
-        if (entries is not null)
-        {
-            // Both indices are within the 513-entry array: 0..511 by the mask, and the sequence count at 512.
-            ref var first = ref MemoryMarshal.GetArrayDataReference(entries);
-            var version = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex));
-            var pte = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.IndexOf(address)));
-            if ((version & 1) == 0 && (pte & (Pte.Young | Pte.ProtNone | 0b11)) == (Pte.Young | 0b01))
+            var entries = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_fastEntries), (nint)(fastOffset / PageTableLeaf.SpanBytes));
+            if (entries is not null)
             {
-                var value = Unsafe.ReadUnaligned<T>(_pool.FrameAddress(Pte.Frame(pte)) + (address & AddressRange.PageMask));
-                Volatile.ReadBarrier();
-                if (Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex)) == version)
+                // Both indices are within the 513-entry array: 0..511 by the mask, and the sequence count at 512.
+                ref var first = ref MemoryMarshal.GetArrayDataReference(entries);
+                var version = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex));
+                var pte = Volatile.Read(ref Unsafe.Add(ref first, (nint)((address >> PagePool.PageShift) & (PageTableLeaf.EntryCount - 1))));
+                if ((((pte & ReadableYoungMask) ^ ReadableYoung) | (version & 1)) == 0)
                 {
-                    return value;
+                    var value = Unsafe.ReadUnaligned<T>(_frameBase + Pte.FrameOffset(pte) + pageOffset);
+                    Volatile.ReadBarrier();
+                    if (Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex)) == version)
+                    {
+                        return value;
+                    }
                 }
             }
         }
@@ -46,11 +49,20 @@ public sealed partial class AddressSpace
         return ReadSlow<T>(address);
     }
 
+    // A PTE the read fast path may use: present (kind 01), not PROT_NONE, Young already set.
+    private const long ReadableYoungMask = Pte.Young | Pte.ProtNone | 0b11;
+    private const long ReadableYoung = Pte.Young | 0b01;
+
     /// <summary>The read path that also sets Young, waits out writers, and faults.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private unsafe T ReadSlow<T>(ulong address)
         where T : unmanaged
     {
+        if ((address & AddressRange.PageMask) + (ulong)sizeof(T) > PagePool.PageSize)
+        {
+            ThrowCrossesPage(address, sizeof(T));
+        }
+
         var spinner = new SpinWait();
         while (true)
         {
@@ -264,7 +276,7 @@ public sealed partial class AddressSpace
 
             if ((pte & accessed) == accessed || Interlocked.CompareExchange(ref entry, pte | accessed, pte) == pte)
             {
-                return _pool.FrameAddress(Pte.Frame(pte)) + (address & AddressRange.PageMask);
+                return _frameBase + Pte.FrameOffset(pte) + (address & AddressRange.PageMask);
             }
         }
     }

@@ -39,6 +39,8 @@ public sealed partial class AddressSpace : IDisposable
     private readonly PageTable _pageTable;
     // The page table's fast directory, held here so a CPU access reaches it in one load.
     private readonly long[]?[] _fastEntries;
+    // The pool's frame 0, held here so a CPU access turns a PTE into a pointer without loading the pool.
+    private readonly unsafe byte* _frameBase;
     private readonly NotifierList _notifiers = new();
     private volatile bool _disposed;
 
@@ -49,6 +51,10 @@ public sealed partial class AddressSpace : IDisposable
         _pool = pool;
         _pageTable = new PageTable();
         _fastEntries = _pageTable.FastEntries;
+        unsafe
+        {
+            _frameBase = pool.BaseAddress;
+        }
         _loggerFactory = loggerFactory;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<AddressSpace>();
         Id = Interlocked.Increment(ref s_nextId);

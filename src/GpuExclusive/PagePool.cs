@@ -115,6 +115,9 @@ public sealed unsafe class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal byte* FrameAddress(long frame) => _base + (frame << PageShift);
 
+    /// <summary>The address of frame 0: <see cref="FrameAddress"/> is this plus the frame's byte offset.</summary>
+    internal byte* BaseAddress => _base;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ref FrameMeta Meta(long frame) => ref _meta[frame];
 

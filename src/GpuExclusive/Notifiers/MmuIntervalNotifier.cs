@@ -9,10 +9,12 @@ namespace GpuExclusive;
 /// <remarks>Insert with <see cref="AddressSpace.InsertIntervalNotifier"/>. Callbacks run under the same conditions as <see cref="MmuNotifier"/>'s.</remarks>
 public abstract class MmuIntervalNotifier
 {
-    // Guards _sequence and _inProgress; waiters in ReadBegin park on it.
+    // _sequence and _inProgress change with interlocked operations, so an invalidation takes no lock; only a ReadBegin
+    // that must wait parks on _gate, and an invalidation ending looks for parked waiters (_waiters) before pulsing.
     private readonly object _gate = new();
     private long _sequence;
     private int _inProgress;
+    private int _waiters;
 
     // The notifier list (of one address space) this notifier is inserted in, or null; changed under that list's lock.
     private object? _insertedIn;
@@ -29,14 +31,33 @@ public abstract class MmuIntervalNotifier
     /// </summary>
     public long ReadBegin()
     {
-        lock (_gate)
+        while (true)
         {
-            while (_inProgress > 0)
+            // The sequence first: an invalidation raises _inProgress before it bumps the sequence, so a zero read after
+            // the sequence means any invalidation not yet counted bumps the sequence after this read (ReadRetry sees it).
+            var sequence = Volatile.Read(ref _sequence);
+            if (Volatile.Read(ref _inProgress) == 0)
             {
-                Monitor.Wait(_gate);
+                return sequence;
             }
 
-            return _sequence;
+            lock (_gate)
+            {
+                // Announced before the check (both full fences): an invalidation ending either sees the waiter and
+                // pulses under the gate this thread holds until it waits, or ended before the check below.
+                Interlocked.Increment(ref _waiters);
+                try
+                {
+                    while (Volatile.Read(ref _inProgress) > 0)
+                    {
+                        Monitor.Wait(_gate);
+                    }
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _waiters);
+                }
+            }
         }
     }
 
@@ -63,20 +84,18 @@ public abstract class MmuIntervalNotifier
 
     internal void MarkInvalidating()
     {
-        lock (_gate)
-        {
-            _sequence++;
-            _inProgress++;
-        }
+        // In progress first, then the sequence: see ReadBegin.
+        Interlocked.Increment(ref _inProgress);
+        Interlocked.Increment(ref _sequence);
     }
 
     internal void InvokeInvalidate(in NotifierRange range) => Invalidate(range);
 
     internal void EndInvalidation()
     {
-        lock (_gate)
+        if (Interlocked.Decrement(ref _inProgress) == 0 && Volatile.Read(ref _waiters) > 0)
         {
-            if (--_inProgress == 0)
+            lock (_gate)
             {
                 Monitor.PulseAll(_gate);
             }

@@ -33,7 +33,9 @@ internal static class Pte
     internal const long ProtNone = 1L << 7;
 
     private const int FrameShift = 12;
-    private const long FrameMask = ((1L << 40) - 1) << FrameShift;
+    // Everything above the 12 flag bits is the frame (frames stay far below 2^40): a mask that fits a sign-extended
+    // 32-bit immediate, so the CPU read path turns a PTE into a frame offset with one AND.
+    private const long FrameMask = ~((1L << FrameShift) - 1);
 
     /// <summary>A present entry for <paramref name="frame"/> with the given flag bits.</summary>
     internal static long MakePresent(long frame, long flags) => KindPresent | (frame << FrameShift) | (flags & ~KindMask & ~FrameMask);
@@ -61,6 +63,10 @@ internal static class Pte
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static long Frame(long pte) => (pte & FrameMask) >>> FrameShift;
+
+    /// <summary>The frame's byte offset in its pool: <c>Frame(pte) * PageSize</c>, without the shifts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long FrameOffset(long pte) => pte & FrameMask;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool Has(long pte, long bit) => (pte & bit) != 0;
