@@ -714,35 +714,42 @@ public sealed class DeviceMirror : IDisposable
         lock (_lock)
         {
             ThrowIfDisposedLocked();
-            var target = batch.Ops.AsSpan(end);
-            ulong lastPage = ulong.MaxValue;
-            var lastSlot = -1;
-            for (var i = start; i < end; i++)
-            {
-                ref readonly var op = ref ops[i];
-                ValidateOp(op, i);
-                var page = op.Address >> PagePool.PageShift;
-                if (page != lastPage)
-                {
-                    // Runs of ops on one page (a contended counter) look their slot up once.
-                    lastSlot = SlotForLocked(page);
-                    lastPage = page;
-                    if (DevicePte.Permission(Volatile.Read(ref _table[lastSlot])) != DevicePte.Atomic)
-                    {
-                        (notAtomic ??= []).Add(page);
-                    }
-                }
+            FillChunkLocked(batch, ops, start, end, ref notAtomic);
+        }
+    }
 
-                target[i] = new DeviceOp
+    // The loop of FillChunk, outside its lock's try/finally: locals live across an exception-handling region stay on
+    // the stack, and this loop runs once per op.
+    private void FillChunkLocked(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end, ref SortedSet<ulong>? notAtomic)
+    {
+        var target = batch.Ops.AsSpan(end);
+        ulong lastPage = ulong.MaxValue;
+        var lastSlot = -1;
+        for (var i = start; i < end; i++)
+        {
+            ref readonly var op = ref ops[i];
+            ValidateOp(op, i);
+            var page = op.Address >> PagePool.PageShift;
+            if (page != lastPage)
+            {
+                // Runs of ops on one page (a contended counter) look their slot up once.
+                lastSlot = SlotForLocked(page);
+                lastPage = page;
+                if (DevicePte.Permission(Volatile.Read(ref _table[lastSlot])) != DevicePte.Atomic)
                 {
-                    Slot = lastSlot,
-                    Offset = (int)(op.Address & AddressRange.PageMask),
-                    Code = (int)op.Kind,
-                    Is64Bit = op.Is64Bit ? 1 : 0,
-                    Operand = op.Operand,
-                    Comparand = op.Comparand,
-                };
+                    (notAtomic ??= []).Add(page);
+                }
             }
+
+            target[i] = new DeviceOp
+            {
+                Slot = lastSlot,
+                Offset = (int)(op.Address & AddressRange.PageMask),
+                Code = (int)op.Kind,
+                Is64Bit = op.Is64Bit ? 1 : 0,
+                Operand = op.Operand,
+                Comparand = op.Comparand,
+            };
         }
     }
 
