@@ -19,7 +19,7 @@ internal sealed class DeviceExecutor : IDisposable
     private readonly Action<bool> _setStopFlag;
     private readonly TimeSpan _stopPollInterval;
     private readonly TimeSpan? _residentIdle;
-    private readonly Timer _idleTimer;
+    private readonly Timer? _idleTimer; // null where the resident kernel leaves by itself
 
     // Guards everything below; launchers, batches, quiescers and the resident launcher thread wait on it.
     private readonly object _gate = new();
@@ -64,7 +64,7 @@ internal sealed class DeviceExecutor : IDisposable
         // return pulses the waiter at once either way; the timeout is only the fallback re-raise of the flag.
         _stopPollInterval = stopPollInterval < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : stopPollInterval;
         _residentIdle = residentIdle;
-        _idleTimer = new Timer(_ => StopIdleResident());
+        _idleTimer = residentIdle is null ? null : new Timer(_ => StopIdleResident());
     }
 
     /// <summary>One-shot launches and resident-kernel launches.</summary>
@@ -278,7 +278,7 @@ internal sealed class DeviceExecutor : IDisposable
             Monitor.PulseAll(_gate);
         }
 
-        _idleTimer.Dispose();
+        _idleTimer?.Dispose();
         _launcherThread?.Join();
     }
 
@@ -404,7 +404,7 @@ internal sealed class DeviceExecutor : IDisposable
         // batches keep coming would spin a pool thread. On the CPU accelerator the kernel leaves by itself after its
         // idle polls anyway; this timer is what stops it on a GPU.
         _idleArmed = true;
-        _idleTimer.Change(due < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : due, Timeout.InfiniteTimeSpan);
+        _idleTimer!.Change(due < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : due, Timeout.InfiniteTimeSpan);
     }
 
     private void EnsureLauncherThreadLocked()

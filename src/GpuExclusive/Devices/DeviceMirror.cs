@@ -167,7 +167,7 @@ public sealed class DeviceMirror : IDisposable
     /// <exception cref="ObjectDisposedException">The mirror, its device or its space was disposed, also while the batch ran.</exception>
     public BatchResult Run(ReadOnlySpan<AtomicOp> ops, Span<long> oldValues = default)
     {
-        ValidateOldValues(ops, oldValues);
+        ValidateBatch(ops, oldValues);
         ThrowIfDisposed();
         if (ops.IsEmpty)
         {
@@ -654,18 +654,24 @@ public sealed class DeviceMirror : IDisposable
         }
     }
 
-    private static void ValidateOldValues(ReadOnlySpan<AtomicOp> ops, Span<long> oldValues)
+    /// <summary>
+    /// Checks the whole batch before anything else happens (no batch rented, no slot created — creating one can grow
+    /// the device page table, which stops a running kernel): a bad op is refused with nothing touched.
+    /// </summary>
+    private static void ValidateBatch(ReadOnlySpan<AtomicOp> ops, Span<long> oldValues)
     {
         if (!oldValues.IsEmpty && oldValues.Length < ops.Length)
         {
             throw new ArgumentException($"oldValues has {oldValues.Length} elements but the batch has {ops.Length} ops", nameof(oldValues));
         }
+
+        for (var i = 0; i < ops.Length; i++)
+        {
+            ValidateOp(ops[i], i);
+        }
     }
 
-    /// <summary>
-    /// Checks one op (called while it is translated, so a batch is read once): a known kind, an aligned address inside
-    /// the 47-bit space. Throwing leaves nothing changed but slots for the pages of earlier ops, which no one can see.
-    /// </summary>
+    /// <summary>Checks one op: a known kind, an aligned address inside the 47-bit space.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ValidateOp(in AtomicOp op, int index)
     {
@@ -728,7 +734,6 @@ public sealed class DeviceMirror : IDisposable
         for (var i = start; i < end; i++)
         {
             ref readonly var op = ref ops[i];
-            ValidateOp(op, i);
             var page = op.Address >> PagePool.PageShift;
             if (page != lastPage)
             {

@@ -77,9 +77,14 @@ internal static class TlbShootdown
         // Orders the caller's PTE change before the reads of the claim count and owners below; the other side of that
         // Dekker pair is the interlocked operation by which a thread claims its slot, before its first PTE load.
         Interlocked.MemoryBarrier();
-        var claimed = Math.Min(Volatile.Read(ref _claimed), MaxSlots);
+        // Unsigned: the count keeps rising past MaxSlots with every claim that reclaims a dead thread's slot, and would
+        // wrap negative after 2^31 of them.
+        var claimed = (int)Math.Min((uint)Volatile.Read(ref _claimed), MaxSlots);
         if (!AnotherThreadMayAccess(Owners.AsSpan(0, claimed), t_slotPlusOne - 1))
         {
+            // Orders the owners' reads (a dead thread's last stores included) before the caller reuses what the old PTE
+            // pointed at; free on x86, where loads are not reordered with later stores, but not on ARM64.
+            Interlocked.MemoryBarrier();
             Diagnostics.EngineMetrics.Shootdowns.Add(1);
             return false;
         }
