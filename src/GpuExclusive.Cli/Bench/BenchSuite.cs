@@ -525,6 +525,13 @@ internal sealed unsafe class BenchSuite : IDisposable
                     if (result.Completed != ops)
                         throw new InvalidOperationException($"engine batch completed {result.Completed} of {ops} ops ({result})");
                 }, ops)));
+                using PreparedBatch prepared = mirror.Prepare(engineOps);
+                Stats enginePrepared = Measure($"atomics ({kind}): engine Run(prepared)", s => s.Add(Sampler.Time(() =>
+                {
+                    BatchResult result = mirror.Run(prepared);
+                    if (result.Completed != ops)
+                        throw new InvalidOperationException($"prepared batch completed {result.Completed} of {ops} ops ({result})");
+                }, ops)));
                 Stats interlocked = Measure($"atomics ({kind}): CPU Interlocked", s => s.Add(Sampler.Time(() =>
                 {
                     int last = 0;
@@ -535,6 +542,8 @@ internal sealed unsafe class BenchSuite : IDisposable
 
                 rows.Add(new BenchRow("atomics", $"atomics-{kind}", "ns/op", "mirror.Run", engine, "raw kernel", raw, RatioKind.Speed,
                     new Target(TargetKind.RatioAtLeast, 0.8, "≥ 0.8 speed"), "65536 adds per batch"));
+                rows.Add(new BenchRow("atomics", $"atomics-{kind}-prepared", "ns/op", "Run(prepared)", enginePrepared, "raw kernel", raw, RatioKind.Speed,
+                    new Target(TargetKind.RatioAtLeast, 0.8, "≥ 0.8 speed"), "the same batch prepared once: no per-run copy of the ops, like the raw kernel's"));
                 rows.Add(new BenchRow("atomics", $"atomics-{kind}-vs-cpu", "ns/op", "mirror.Run", engine, "Interlocked", interlocked, RatioKind.Speed, null,
                     "CPU Interlocked.Add on the same counters"));
             }

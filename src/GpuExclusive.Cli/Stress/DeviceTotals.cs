@@ -16,7 +16,7 @@ namespace GpuExclusive.Cli.Stress;
 /// <param name="PressureDiscards">Discards by the pool-pressure thread (<c>--inject</c>).</param>
 /// <param name="InjectedDelays">Short delays injected into invalidations (<c>--inject</c>).</param>
 /// <param name="InjectedLingers">Long delays injected while a page lock was held (<c>--inject</c>).</param>
-/// <param name="BatchLatency">Wall time of one <see cref="DeviceMirror.Run"/>, faults and replays included.</param>
+/// <param name="BatchLatency">Wall time of one <see cref="DeviceMirror.Run(ReadOnlySpan{AtomicOp}, Span{long})"/>, faults and replays included.</param>
 /// <param name="RevocationLatency">A CPU read that found a device-exclusive entry, revocation included.</param>
 internal sealed record DeviceTotals(
     int Devices, long Batches, long Ops, long PermutationOps, long GrantedByCalls, long BatchDeviceFaults, long BatchReplays,

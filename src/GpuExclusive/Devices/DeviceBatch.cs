@@ -3,7 +3,7 @@ using GpuExclusive.Kernels;
 namespace GpuExclusive.Devices;
 
 /// <summary>
-/// The shared arrays of one <see cref="DeviceMirror.Run"/>: ops, per-op state and old value, fault buffer. Mirrors
+/// The shared arrays of one <see cref="DeviceMirror.Run(ReadOnlySpan{AtomicOp}, Span{long})"/>: ops, per-op state and old value, fault buffer. Mirrors
 /// keep finished batches for reuse, so a run allocates and registers nothing once warm.
 /// </summary>
 internal sealed class DeviceBatch : IDisposable

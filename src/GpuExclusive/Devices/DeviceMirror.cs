@@ -16,13 +16,13 @@ namespace GpuExclusive;
 /// </summary>
 /// <remarks>
 /// Atomics need an Atomic device PTE, obtained only by a grant (<see cref="MakeExclusive"/>, or a device fault during
-/// <see cref="Run"/>); plain device reads and writes mirror the CPU PTE (<c>hmm_range_fault</c>) without exclusivity.
+/// <see cref="Run(ReadOnlySpan{AtomicOp}, Span{long})"/>); plain device reads and writes mirror the CPU PTE (<c>hmm_range_fault</c>) without exclusivity.
 /// Every invalidation of the space except this device's own <see cref="NotifierEvent.Exclusive"/> events clears the
 /// affected device PTEs and waits until no kernel thread is still using them (hazard words) before the callback
-/// returns; the running kernel is not stopped. Thread-safe; several threads may <see cref="Run"/> at once (batches on
+/// returns; the running kernel is not stopped. Thread-safe; several threads may <see cref="Run(ReadOnlySpan{AtomicOp}, Span{long})"/> at once (batches on
 /// one device take turns).
 /// </remarks>
-public sealed class DeviceMirror : IDisposable
+public sealed partial class DeviceMirror : IDisposable
 {
     private const int InitialSlots = 1024;
 
@@ -177,7 +177,7 @@ public sealed class DeviceMirror : IDisposable
         var batch = RentBatch(ops.Length);
         try
         {
-            return RunBatch(batch, ops, oldValues);
+            return RunBatch(batch, FillBatch(batch, ops), oldValues);
         }
         finally
         {
@@ -185,9 +185,9 @@ public sealed class DeviceMirror : IDisposable
         }
     }
 
-    private BatchResult RunBatch(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, Span<long> oldValues)
+    /// <summary>Runs a filled batch to the end: services <paramref name="notAtomic"/> first, then launches and replays.</summary>
+    private BatchResult RunBatch(DeviceBatch batch, SortedSet<ulong>? notAtomic, Span<long> oldValues)
     {
-        var notAtomic = FillBatch(batch, ops);
         long deviceFaults = 0, launches = 0;
         var held = new List<GrantedPage>();
         try
@@ -226,7 +226,7 @@ public sealed class DeviceMirror : IDisposable
 
         EngineMetrics.Replays.Add(launches - 1);
         var result = Collect(batch, oldValues, deviceFaults, launches - 1);
-        DeviceLog.BatchDone(_logger, ops.Length, result.Completed, deviceFaults, launches - 1);
+        DeviceLog.BatchDone(_logger, batch.Count, result.Completed, deviceFaults, launches - 1);
         return result;
     }
 

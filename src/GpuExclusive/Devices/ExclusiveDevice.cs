@@ -20,7 +20,7 @@ namespace GpuExclusive;
 /// The device runs one kernel at a time: a persistent grid-stride kernel sized to the device for a large batch, or the
 /// resident kernel that serves small batches through a doorbell (EngineSettings.ResidentBatchOps). Invalidation
 /// callbacks do not stop it; a device page-table swap or a teardown stops it cooperatively. All members are
-/// thread-safe. Disposing the device stops a running batch (its <see cref="DeviceMirror.Run"/> throws
+/// thread-safe. Disposing the device stops a running batch (its <see cref="DeviceMirror.Run(ReadOnlySpan{AtomicOp}, Span{long})"/> throws
 /// <see cref="ObjectDisposedException"/>) and disposes its mirrors.
 /// </remarks>
 public sealed class ExclusiveDevice : IDisposable

@@ -61,6 +61,9 @@ internal static class HostileCases
         ["new NotifierRange(Start, End, Event, Owner)"] = "a plain value the engine hands to notifiers; it is never taken from users as a command",
         ["NotifierRange.Overlaps(start, end)"] = "a pure comparison, defined for every pair of addresses; no state to corrupt",
         ["new AtomicOp(Address, Kind, Operand, Comparand, Is64Bit)"] = "a plain value; DeviceMirror.Run validates it (its cases below)",
+        ["PreparedBatch.Count"] = "a field read; takes nothing and is defined after Dispose too",
+        ["PreparedBatch.Mirror"] = "a field read; takes nothing and is defined after Dispose too",
+        ["PreparedBatch.Dispose()"] = "takes nothing and is idempotent; that it waits for a run in progress is DeviceExclusiveContract's (PreparedBatch_Dispose_WaitsForTheRunInProgress)",
         ["new MemoryAccessException(address, isWrite, reason)"] = "describes a failed access; every address is describable",
     };
 
@@ -358,6 +361,43 @@ internal static class HostileCases
         t.Throws<InsufficientMemoryException>(Run, "ops on more pages than the pool has free: nothing applied", w => w.Mirror.Run([.. Enumerable.Range(0, HostileWorld.BigPages).Select(p => Add(w.Big + ((ulong)p * Page)))]), "free frames");
         t.Throws<ObjectDisposedException>(Run, "on a disposed mirror", w => w.DisposedMirror.Run([Add(w.DisposedMirrorAddress)]), "DeviceMirror");
         t.Throws<ObjectDisposedException>(Run, "on a mirror whose space was disposed", w => w.OrphanMirror.Run([Add(w.OrphanMirrorAddress)]), "AddressSpace");
+        const string Prepare = "DeviceMirror.Prepare(ops)";
+        t.Throws<ArgumentException>(Prepare, "no ops", w => w.Mirror.Prepare([]), P("ops"), "at least one op");
+        t.Throws<ArgumentException>(Prepare, "a good op, then a 32-bit op misaligned: nothing prepared", w => w.Mirror.Prepare([Add(w.Rw), Add(w.Rw + 2)]), w => [P("ops"), "op 1", Hex(w.Rw + 2), "4-byte-aligned"]);
+        t.Throws<ArgumentException>(Prepare, "an undefined AtomicKind", w => w.Mirror.Prepare([Add(w.Rw), Add(w.Rw) with { Kind = (AtomicKind)99 }]), [P("ops"), "op 1", "99"]);
+        t.Throws<ArgumentException>(Prepare, "an op past the 47-bit space", w => w.Mirror.Prepare([Add(w.Rw), Add(PastSpace)]), [P("ops"), "op 1", Hex(PastSpace)]);
+        t.Throws<ObjectDisposedException>(Prepare, "on a disposed mirror", w => w.DisposedMirror.Prepare([Add(w.DisposedMirrorAddress)]), "DeviceMirror");
+        t.Throws<ObjectDisposedException>(Prepare, "on a mirror whose space was disposed", w => w.OrphanMirror.Prepare([Add(w.OrphanMirrorAddress)]), "AddressSpace");
+
+        const string RunPrepared = "DeviceMirror.Run(batch, oldValues)";
+        t.Throws<ArgumentNullException>(RunPrepared, "a null batch", w => w.Mirror.Run((PreparedBatch)null!), P("batch"));
+        t.Throws<ArgumentException>(RunPrepared, "oldValues shorter than the batch: nothing runs", w =>
+        {
+            using var batch = w.Mirror.Prepare([Add(w.Rw), Add(w.Rw + 4)]);
+            w.Mirror.Run(batch, new long[1]);
+        }, P("oldValues"), "1 elements", "2 ops");
+        t.Throws<ArgumentException>(RunPrepared, "a batch prepared for another mirror: nothing runs", w =>
+        {
+            using var space = new AddressSpace(w.Pool);
+            using var other = w.Mirror.Device.Mirror(space);
+            using var batch = other.Prepare([Add(space.Map(Page, Protection.ReadWrite))]);
+            w.Mirror.Run(batch);
+        }, P("batch"), "another mirror");
+        t.Throws<ObjectDisposedException>(RunPrepared, "a disposed batch", w =>
+        {
+            var batch = w.Mirror.Prepare([Add(w.Rw)]);
+            batch.Dispose();
+            w.Mirror.Run(batch);
+        }, "PreparedBatch");
+        t.Throws<ObjectDisposedException>(RunPrepared, "on its mirror after the mirror was disposed", w =>
+        {
+            using var space = new AddressSpace(w.Pool);
+            var mirror = w.Mirror.Device.Mirror(space);
+            using var batch = mirror.Prepare([Add(space.Map(Page, Protection.ReadWrite))]);
+            mirror.Dispose();
+            mirror.Run(batch);
+        }, "DeviceMirror");
+
         foreach (var (name, address, notMapped) in new (string, Func<HostileWorld, ulong>, bool)[]
         {
             ("the hole", w => w.Hole, true), ("address 0", _ => 0, true), ("the last page of the space", _ => LastPage, true),

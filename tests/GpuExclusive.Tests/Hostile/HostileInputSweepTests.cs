@@ -15,7 +15,7 @@ namespace GpuExclusive.Tests.Hostile;
 public sealed class HostileInputSweepTests(HostileSweepFixture fixture) : IClassFixture<HostileSweepFixture>
 {
     /// <summary>The engine's public types whose every member the sweep must cover.</summary>
-    private static readonly Type[] EngineTypes = [typeof(PagePool), typeof(AddressSpace), typeof(DeviceMirror), typeof(ExclusiveDevice)];
+    private static readonly Type[] EngineTypes = [typeof(PagePool), typeof(AddressSpace), typeof(DeviceMirror), typeof(ExclusiveDevice), typeof(PreparedBatch)];
 
     public static TheoryData<string> Cases() => new(HostileCases.All.Select(c => c.Id));
 
