@@ -12,10 +12,19 @@ internal sealed class DeviceBatch : IDisposable
     {
         Capacity = capacity;
         Count = capacity;
-        Ops = device.AllocateShared<DeviceOp>(capacity);
-        States = device.AllocateShared<int>(capacity);
-        OldValues = device.AllocateShared<long>(capacity);
-        Faults = device.AllocateShared<int>(Math.Min(capacity, 4096));
+        try
+        {
+            Ops = device.AllocateShared<DeviceOp>(capacity);
+            States = device.AllocateShared<int>(capacity);
+            OldValues = device.AllocateShared<long>(capacity);
+            Faults = device.AllocateShared<int>(Math.Min(capacity, 4096));
+        }
+        catch
+        {
+            // Out of memory (or pinning refused) part way: free what was allocated, nobody else can.
+            Dispose();
+            throw;
+        }
     }
 
     internal int Capacity { get; }
@@ -54,9 +63,9 @@ internal sealed class DeviceBatch : IDisposable
 
     public void Dispose()
     {
-        Ops.Dispose();
-        States.Dispose();
-        OldValues.Dispose();
-        Faults.Dispose();
+        Ops?.Dispose();
+        States?.Dispose();
+        OldValues?.Dispose();
+        Faults?.Dispose();
     }
 }

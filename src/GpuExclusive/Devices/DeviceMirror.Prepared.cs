@@ -40,13 +40,14 @@ public sealed partial class DeviceMirror
     /// <summary>
     /// Runs a batch <see cref="Prepare">prepared</see> for this mirror: the same semantics as
     /// <see cref="Run(ReadOnlySpan{AtomicOp}, Span{long})"/> on its ops — device faults granted, revoked pages replayed,
-    /// every op applied exactly once per run — without copying or translating the ops again.
+    /// every op applied exactly once per run — without translating the ops again, or copying them (batches small enough
+    /// for the resident kernel are still copied into its staging arrays).
     /// </summary>
     /// <param name="batch">A batch from this mirror's <see cref="Prepare"/>.</param>
     /// <param name="oldValues">Empty, or at least <see cref="PreparedBatch.Count"/> long: the value each op replaced (0 for refused ops).</param>
     /// <exception cref="ArgumentNullException"><paramref name="batch"/> is null.</exception>
     /// <exception cref="ArgumentException">The batch was prepared for another mirror, or <paramref name="oldValues"/> is too short; nothing ran.</exception>
-    /// <exception cref="InvalidOperationException">The batch is running on another thread; nothing ran.</exception>
+    /// <exception cref="InvalidOperationException">The batch is running already (on another thread, or this call comes from a notifier callback inside its run); nothing ran.</exception>
     /// <exception cref="ObjectDisposedException">The batch, the mirror, its device or its space was disposed.</exception>
     public BatchResult Run(PreparedBatch batch, Span<long> oldValues = default)
     {
@@ -64,7 +65,7 @@ public sealed partial class DeviceMirror
         ThrowIfDisposed();
         if (!batch.TryEnterRun())
         {
-            throw new InvalidOperationException("the prepared batch is already running on another thread; a prepared batch runs once at a time");
+            throw new InvalidOperationException("the prepared batch is already running (on another thread, or this is a notifier callback inside its run); a prepared batch runs once at a time");
         }
 
         try

@@ -10,14 +10,23 @@ namespace GpuExclusive;
 /// <remarks>
 /// Every run has the semantics of <see cref="DeviceMirror.Run(ReadOnlySpan{AtomicOp}, Span{long})"/> on the same ops:
 /// device faults are granted, revoked pages are replayed, each op is applied exactly once per run. One run at a time:
-/// a second thread's run while one is in progress is refused. Dispose it (or its mirror) to free its memory; disposal
-/// waits for a run in progress.
+/// a run while another is in progress — on another thread, or from a notifier callback inside the run — is refused.
+/// Batches of up to <see cref="EngineSettings.ResidentBatchOps"/> ops go to the resident kernel, which still copies
+/// them into its staging arrays on every run (a small copy; the translation is still saved). Only
+/// <see cref="Dispose"/> frees the batch's memory: disposing its mirror or device makes it unusable but does not free it.
 /// </remarks>
 public sealed class PreparedBatch : IDisposable
 {
-    // Held for the whole of a run, and by Dispose: a run never overlaps another or the freeing of the arrays.
-    private readonly Lock _gate = new();
-    private bool _disposed;
+    private const int Idle = 0;
+    private const int Running = 1;
+    private const int Disposed = 2;
+
+    // Idle → Running → Idle per run, Idle → Disposed once. A state word rather than a lock: a lock would let the
+    // running thread re-enter (a notifier callback inside the run calling Run or Dispose) and free or reset the batch
+    // under its own run. Dispose parks on _gate until a run on another thread ends.
+    private readonly object _gate = new();
+    private int _state;
+    private int _runningThread;
 
     internal PreparedBatch(DeviceMirror mirror, DeviceBatch batch, ulong[] pages, int[] slots)
     {
@@ -40,38 +49,67 @@ public sealed class PreparedBatch : IDisposable
 
     internal int[] Slots { get; }
 
-    /// <summary>Enters a run; false if another run holds the batch.</summary>
-    /// <exception cref="ObjectDisposedException">The batch was disposed.</exception>
+    /// <summary>True while a run holds the batch (for tests).</summary>
+    internal bool IsRunning => Volatile.Read(ref _state) == Running;
+
+    /// <summary>Enters a run; false if a run holds the batch already.</summary>
+    /// <exception cref="ObjectDisposedException">The batch was disposed (or is being disposed).</exception>
     internal bool TryEnterRun()
     {
-        if (!_gate.TryEnter())
+        var seen = Interlocked.CompareExchange(ref _state, Running, Idle);
+        if (seen == Disposed)
+        {
+            throw new ObjectDisposedException(nameof(PreparedBatch));
+        }
+
+        if (seen == Running)
         {
             return false;
         }
 
-        if (_disposed)
-        {
-            _gate.Exit();
-            throw new ObjectDisposedException(nameof(PreparedBatch));
-        }
-
+        Volatile.Write(ref _runningThread, Environment.CurrentManagedThreadId);
         return true;
     }
 
-    internal void ExitRun() => _gate.Exit();
+    internal void ExitRun()
+    {
+        Volatile.Write(ref _runningThread, 0);
+        Volatile.Write(ref _state, Idle);
+        lock (_gate)
+        {
+            Monitor.PulseAll(_gate); // a Dispose waiting for this run
+        }
+    }
 
-    /// <summary>Frees the batch's device-visible memory, after a run in progress has finished.</summary>
+    /// <summary>Frees the batch's device-visible memory, after a run in progress on another thread has finished.</summary>
+    /// <exception cref="InvalidOperationException">Called from inside a run of this batch (a notifier callback).</exception>
     public void Dispose()
     {
         lock (_gate)
         {
-            if (_disposed)
+            while (true)
             {
-                return;
-            }
+                var seen = Interlocked.CompareExchange(ref _state, Disposed, Idle);
+                if (seen == Idle)
+                {
+                    break;
+                }
 
-            _disposed = true;
-            Batch.Dispose();
+                if (seen == Disposed)
+                {
+                    return;
+                }
+
+                if (Volatile.Read(ref _runningThread) == Environment.CurrentManagedThreadId)
+                {
+                    throw new InvalidOperationException("a prepared batch cannot be disposed from inside its own run (a notifier callback); dispose it after Run returns");
+                }
+
+                // The run ends with ExitRun, which pulses under this gate: it cannot slip in between the check and the wait.
+                Monitor.Wait(_gate);
+            }
         }
+
+        Batch.Dispose();
     }
 }

@@ -150,11 +150,12 @@ public abstract partial class DeviceExclusiveContract
         });
         runner.Start();
         var deadline = DateTime.UtcNow + Bound;
-        while (Space.Read<int>(counter) == 0 && runner.IsAlive && DateTime.UtcNow < deadline)
+        while (!batch.IsRunning && runner.IsAlive && DateTime.UtcNow < deadline)
         {
-            Thread.Yield(); // until the kernel is applying the batch
+            Thread.Yield(); // until the run holds the batch
         }
 
+        Assert.True(batch.IsRunning, "the run was over before Dispose was called: nothing to wait for");
         batch.Dispose(); // must wait for the run: the kernel is using the batch's memory
         runner.Join();
 
@@ -164,6 +165,77 @@ public abstract partial class DeviceExclusiveContract
         Assert.Throws<ObjectDisposedException>(() => Mirror.Run(batch));
         batch.Dispose(); // twice is harmless
         AssertCleanTeardown();
+    }
+
+    [DeviceFact]
+    public void PreparedBatch_FromANotifierCallbackInsideItsRun_RefusesRunAndDispose()
+    {
+        // The run grants its page (the device fault) on the calling thread, firing Exclusive to this notifier: a
+        // callback there is inside the run, and must neither start a nested run nor free the batch under it.
+        var counter = Space.Map(Page, Protection.ReadWrite);
+        using var batch = Mirror.Prepare([new AtomicOp(counter, AtomicKind.Add, 1)]);
+        var reentry = new ReenteringNotifier(batch);
+        using (Space.InsertIntervalNotifier(reentry, counter, Page))
+        {
+            Assert.Equal(1, Mirror.Run(batch).Completed);
+        }
+
+        Assert.True(reentry.Calls > 0, "the run fired no notifier callback to re-enter from");
+        Assert.Equal(reentry.Calls, reentry.RunsRefused);
+        Assert.Equal(reentry.Calls, reentry.DisposalsRefused);
+        Assert.Equal(1, Space.Read<int>(counter));
+        Assert.Equal(1, Mirror.Run(batch).Completed); // still usable afterwards
+        AssertCleanTeardown();
+    }
+
+    [DeviceFact]
+    public void PreparedBatch_AfterTheDevicePageTableGrew_StillRunsExactly()
+    {
+        const int Pages = 1100; // more slots than the mirror's first device page table holds
+        var area = Space.Map(Pages * Page, Protection.ReadWrite);
+        using var batch = Mirror.Prepare([new AtomicOp(area, AtomicKind.Add, 1), new AtomicOp(area + Page, AtomicKind.Add, 1)]);
+        Assert.Equal(2, Mirror.Run(batch).Completed);
+
+        // Slots for every other page: the table is copied into a larger one and swapped under the prepared batch.
+        Assert.Equal(Pages, Mirror.Run([.. Enumerable.Range(0, Pages).Select(p => new AtomicOp(area + ((ulong)p * Page), AtomicKind.Add, 1))]).Completed);
+        Assert.Equal(2, Mirror.Run(batch).Completed);
+
+        Assert.Equal(3, Space.Read<int>(area));
+        Assert.Equal(3, Space.Read<int>(area + Page));
+        Assert.Equal(1, Space.Read<int>(area + (2 * Page)));
+        AssertCleanTeardown();
+    }
+
+    /// <summary>Tries to run and to dispose the batch from inside each callback; counts the refusals.</summary>
+    private sealed class ReenteringNotifier(PreparedBatch batch) : MmuIntervalNotifier
+    {
+        public int Calls { get; private set; }
+
+        public int RunsRefused { get; private set; }
+
+        public int DisposalsRefused { get; private set; }
+
+        protected override void Invalidate(in NotifierRange range)
+        {
+            Calls++;
+            try
+            {
+                batch.Mirror.Run(batch);
+            }
+            catch (InvalidOperationException e) when (e.Message.Contains("already running", StringComparison.Ordinal))
+            {
+                RunsRefused++;
+            }
+
+            try
+            {
+                batch.Dispose();
+            }
+            catch (InvalidOperationException e) when (e.Message.Contains("inside its own run", StringComparison.Ordinal))
+            {
+                DisposalsRefused++;
+            }
+        }
     }
 
     [DeviceFact]
