@@ -24,16 +24,15 @@ public sealed partial class AddressSpace
         // PTE; everything else (crossing a page, the radix walk, a writer in the leaf, setting Young, faults) is
         // ReadSlow's. No call on the way keeps the address in a register instead of the stack.
         var pageOffset = address & AddressRange.PageMask;
-        var fastOffset = address - PageTable.FastBase;
-        if (fastOffset < PageTable.FastSpan && pageOffset + (ulong)sizeof(T) <= PagePool.PageSize)
+        if (address - PageTable.FastBase < PageTable.FastSpan && pageOffset + (ulong)sizeof(T) <= PagePool.PageSize)
         {
-            var entries = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_fastEntries), (nint)(fastOffset / PageTableLeaf.SpanBytes));
+            var entries = PageTable.FindFastEntries(_fastEntries, address);
             if (entries is not null)
             {
                 // Both indices are within the 513-entry array: 0..511 by the mask, and the sequence count at 512.
                 ref var first = ref MemoryMarshal.GetArrayDataReference(entries);
                 var version = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex));
-                var pte = Volatile.Read(ref Unsafe.Add(ref first, (nint)((address >> PagePool.PageShift) & (PageTableLeaf.EntryCount - 1))));
+                var pte = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.IndexOf(address)));
                 if ((((pte & ReadableYoungMask) ^ ReadableYoung) | (version & 1)) == 0)
                 {
                     var value = Unsafe.ReadUnaligned<T>(_frameBase + Pte.FrameOffset(pte) + pageOffset);

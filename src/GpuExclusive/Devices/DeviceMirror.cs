@@ -726,13 +726,9 @@ public sealed partial class DeviceMirror : IDisposable
 
     // The loop of FillChunk, outside its lock's try/finally: locals live across an exception-handling region stay on
     // the stack, and this loop runs once per op.
-    private unsafe void FillChunkLocked(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end, ref SortedSet<ulong>? notAtomic)
+    private void FillChunkLocked(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end, ref SortedSet<ulong>? notAtomic)
     {
         var target = batch.Ops.AsSpan(end);
-        // The table and the flat slot index change only under our lock, and only when a new slot is created below
-        // (which reloads them): held in locals, every slot is below the table's length and nothing is disposed.
-        var table = _table.Pointer;
-        var fastSlots = _fastSlots;
         ulong lastPage = ulong.MaxValue;
         var lastSlot = -1;
         for (var i = start; i < end; i++)
@@ -742,21 +738,9 @@ public sealed partial class DeviceMirror : IDisposable
             if (page != lastPage)
             {
                 // Runs of ops on one page (a contended counter) look their slot up once.
-                var fastIndex = page - (PageTable.FastBase >> PagePool.PageShift);
-                if (fastIndex < (ulong)fastSlots.Length && fastSlots[(int)fastIndex] != 0)
-                {
-                    lastSlot = fastSlots[(int)fastIndex] - 1;
-                }
-                else
-                {
-                    lastSlot = SlotForLockedSlow(page, fastIndex);
-                    table = _table.Pointer;
-                    fastSlots = _fastSlots;
-                }
-
+                lastSlot = SlotForLocked(page);
                 lastPage = page;
-                Debug.Assert(lastSlot < _table.Length, "a slot beyond the device page table");
-                if (DevicePte.Permission(Volatile.Read(ref table[lastSlot])) != DevicePte.Atomic)
+                if (DevicePte.Permission(Volatile.Read(ref _table[lastSlot])) != DevicePte.Atomic)
                 {
                     (notAtomic ??= []).Add(page);
                 }

@@ -59,13 +59,14 @@ internal sealed class PageTable
 
     /// <summary>The entries (PTEs, then the sequence count) covering <paramref name="address"/>, or null; the fast directory first.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static long[]? FindEntries(long[]?[] fastEntries, PageTable table, ulong address)
-    {
-        var offset = address - FastBase;
-        return offset < FastSpan
-            ? Slot(fastEntries, (int)(offset / PageTableLeaf.SpanBytes))
-            : table.FindLeaf(address)?.Entries;
-    }
+    internal static long[]? FindEntries(long[]?[] fastEntries, PageTable table, ulong address) =>
+        address - FastBase < FastSpan ? FindFastEntries(fastEntries, address) : table.FindLeaf(address)?.Entries;
+
+    /// <summary>The entries covering <paramref name="address"/>, which must lie in the fast directory's span, or null.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long[]? FindFastEntries(long[]?[] fastEntries, ulong address) =>
+        // A native-sized index: no sign extension on the CPU read path.
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(fastEntries), (nint)((address - FastBase) / PageTableLeaf.SpanBytes));
 
     /// <summary>The leaf covering <paramref name="address"/>, creating the path to it.</summary>
     internal PageTableLeaf GetOrCreateLeaf(ulong address)

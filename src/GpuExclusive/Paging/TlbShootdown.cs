@@ -30,7 +30,6 @@ internal static class TlbShootdown
     private static readonly Slot[] Slots = GC.AllocateArray<Slot>(MaxSlots, pinned: true);
     private static readonly Thread?[] Owners = new Thread?[MaxSlots];
     private static int _claimed;
-    private static long _processWideBarriers;
 
     [ThreadStatic]
     private static int t_slotPlusOne;
@@ -90,7 +89,6 @@ internal static class TlbShootdown
         }
 
         Interlocked.MemoryBarrierProcessWide();
-        Interlocked.Increment(ref _processWideBarriers);
         for (var i = 0; i < claimed; i++)
         {
             var seen = Volatile.Read(ref Slots[i].Sequence);
@@ -109,9 +107,6 @@ internal static class TlbShootdown
         Diagnostics.EngineMetrics.Shootdowns.Add(1);
         return true;
     }
-
-    /// <summary>Process-wide barriers (IPIs) <see cref="Flush"/> has issued: the flushes it could not skip.</summary>
-    internal static long ProcessWideBarriers => Interlocked.Read(ref _processWideBarriers);
 
     /// <summary>
     /// False only if every one of <paramref name="owners"/> (the claimed slots) is the slot <paramref name="own"/> or
