@@ -22,25 +22,29 @@ public sealed partial class AddressSpace
     {
         // The fast path: inside one page, the flat directory, an even sequence count and a present, young, readable
         // PTE; everything else (crossing a page, the radix walk, a writer in the leaf, setting Young, faults) is
-        // ReadSlow's. No call on the way keeps the address in a register instead of the stack.
+        // ReadSlow's. The directory and the entries are pinned and a slot without a leaf holds empty entries, so every
+        // step is a raw load with no null or bounds check; loading the directory first makes that load this method's
+        // null check of this.
+        var directory = _fastDirectory;
+        var offset = address - PageTable.FastBase;
         var pageOffset = address & AddressRange.PageMask;
-        if (address - PageTable.FastBase < PageTable.FastSpan && pageOffset + (ulong)sizeof(T) <= PagePool.PageSize)
+        // sizeof(T) is a JIT-time constant: the first test folds away, and keeps the subtraction from wrapping.
+        if (sizeof(T) <= PagePool.PageSize && offset < PageTable.FastSpan && pageOffset <= PagePool.PageSize - (ulong)sizeof(T))
         {
-            var entries = PageTable.FindFastEntries(_fastEntries, address);
-            if (entries is not null)
+            var entries = PageTable.FindFastEntries(directory, address);
+            var version = Volatile.Read(ref entries[PageTableLeaf.VersionIndex]);
+            var pte = Volatile.Read(ref entries[(nint)(offset >> PagePool.PageShift) & (PageTableLeaf.EntryCount - 1)]);
+            if (((pte & ReadableYoungMask) ^ ReadableYoung) == 0)
             {
-                // Both indices are within the 513-entry array: 0..511 by the mask, and the sequence count at 512.
-                ref var first = ref MemoryMarshal.GetArrayDataReference(entries);
-                var version = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex));
-                var pte = Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.IndexOf(address)));
-                if ((((pte & ReadableYoungMask) ^ ReadableYoung) | (version & 1)) == 0)
+                var value = Unsafe.ReadUnaligned<T>(_frameBase + Pte.FrameOffset(pte) + pageOffset);
+                Volatile.ReadBarrier();
+                // Equal to the even count: no writer was in the leaf when we started, and none came meanwhile (an odd
+                // count at the start can never match, since the count only grows).
+                if (Volatile.Read(ref entries[PageTableLeaf.VersionIndex]) == (version & ~1L))
                 {
-                    var value = Unsafe.ReadUnaligned<T>(_frameBase + Pte.FrameOffset(pte) + pageOffset);
-                    Volatile.ReadBarrier();
-                    if (Volatile.Read(ref Unsafe.Add(ref first, PageTableLeaf.VersionIndex)) == version)
-                    {
-                        return value;
-                    }
+                    // The directory, entries and frames are this space's: keep it reachable until the value is read.
+                    GC.KeepAlive(this);
+                    return value;
                 }
             }
         }
@@ -256,14 +260,14 @@ public sealed partial class AddressSpace
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private unsafe byte* TranslateInsideAccess(ulong address, bool isWrite)
     {
-        var entries = PageTable.FindEntries(_fastEntries, _pageTable, address);
-        if (entries is null)
+        var entries = PageTable.FindEntries(_fastDirectory, _pageTable, address);
+        if (entries == null)
         {
             return null;
         }
 
-        // The index is masked to 0..511 and every leaf holds 512 entries: no bounds check needed.
-        ref var entry = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(entries), PageTableLeaf.IndexOf(address));
+        // The index is masked to 0..511 and every leaf holds 512 entries.
+        ref var entry = ref entries[PageTableLeaf.IndexOf(address)];
         var accessed = isWrite ? Pte.Young | Pte.Dirty | Pte.SoftDirty : Pte.Young;
         while (true)
         {

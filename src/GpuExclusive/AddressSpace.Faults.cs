@@ -68,7 +68,7 @@ public sealed partial class AddressSpace
         if (area.IsPrivate)
         {
             var frame = reservation?.Allocate() ?? _pool.Allocate();
-            lock (leaf.Lock)
+            using (leaf.Lock.EnterScope())
             {
                 if (Volatile.Read(ref entry) == Pte.None)
                 {
@@ -85,7 +85,7 @@ public sealed partial class AddressSpace
         }
 
         var shared = area.SharedObject!.GetOrAllocate(area.ObjectPageOf(page), reservation);
-        lock (leaf.Lock)
+        using (leaf.Lock.EnterScope())
         {
             if (Volatile.Read(ref entry) == Pte.None)
             {
@@ -159,7 +159,7 @@ public sealed partial class AddressSpace
     private bool MakeWritableIfUnchanged(PageTableLeaf leaf, ulong page, long frame)
     {
         ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
-        lock (leaf.Lock)
+        using (leaf.Lock.EnterScope())
         {
             while (true)
             {
@@ -196,7 +196,7 @@ public sealed partial class AddressSpace
             using (_notifiers.Start(new NotifierRange(page, page + PagePool.PageSize, NotifierEvent.Clear)))
             {
                 ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
-                lock (leaf.Lock)
+                using (leaf.Lock.EnterScope())
                 {
                     var pte = Volatile.Read(ref entry);
                     if (Pte.IsPresent(pte) && Pte.Frame(pte) == oldFrame && !Pte.Has(pte, Pte.Write))

@@ -88,7 +88,7 @@ public sealed partial class AddressSpace
         }
 
         var childLeaf = state.Child._pageTable.GetOrCreateLeaf(leaf.BaseAddress);
-        lock (leaf.Lock)
+        using (leaf.Lock.EnterScope())
         {
             for (var i = first; i <= last; i++)
             {

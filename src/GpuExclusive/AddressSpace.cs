@@ -32,13 +32,13 @@ public sealed partial class AddressSpace : IDisposable
 
     // The mmap lock (Linux mmap_lock): held for writing to change _areas or walk many PTEs (map, unmap, protect,
     // fork, …), for reading by faults and Inspect. Guards _areas, _nextMapAddress and the VMAs' fields.
-    private readonly ReaderWriterLockSlim _mmapLock = new(LockRecursionPolicy.NoRecursion);
+    private readonly MmapLock _mmapLock = new();
     private readonly VmaList _areas = new();
     private ulong _nextMapAddress = FirstMapAddress;
 
     private readonly PageTable _pageTable;
     // The page table's fast directory, held here so a CPU access reaches it in one load.
-    private readonly long[]?[] _fastEntries;
+    private readonly unsafe long** _fastDirectory;
     // The pool's frame 0, held here so a CPU access turns a PTE into a pointer without loading the pool.
     private readonly unsafe byte* _frameBase;
     private readonly NotifierList _notifiers = new();
@@ -50,9 +50,9 @@ public sealed partial class AddressSpace : IDisposable
         ArgumentNullException.ThrowIfNull(pool);
         _pool = pool;
         _pageTable = new PageTable();
-        _fastEntries = _pageTable.FastEntries;
         unsafe
         {
+            _fastDirectory = _pageTable.FastDirectory;
             _frameBase = pool.BaseAddress;
         }
         _loggerFactory = loggerFactory;
@@ -168,7 +168,7 @@ public sealed partial class AddressSpace : IDisposable
                 var state = new ProtectState(protection);
                 _pageTable.ForEachLeaf(address, end, ref state, static (PageTableLeaf leaf, int first, int last, ref ProtectState s) =>
                 {
-                    lock (leaf.Lock)
+                    using (leaf.Lock.EnterScope())
                     {
                         leaf.BeginChange(); // Protection.None revokes reads
                         for (var i = first; i <= last; i++)
@@ -331,7 +331,7 @@ public sealed partial class AddressSpace : IDisposable
                     area.SoftDirty = false;
                     _pageTable.ForEachLeaf(area.Start, area.End, ref narrowed, static (PageTableLeaf leaf, int first, int last, ref bool narrowedAny) =>
                     {
-                        lock (leaf.Lock)
+                        using (leaf.Lock.EnterScope())
                         {
                             for (var i = first; i <= last; i++)
                             {
@@ -376,16 +376,19 @@ public sealed partial class AddressSpace : IDisposable
     }
 
     /// <summary>What the page table and the frame say about the page containing <paramref name="address"/>.</summary>
-    /// <remarks>May be called from a notifier callback of this space: it then reads under the lock the callback runs under.</remarks>
+    /// <remarks>
+    /// May be called from a notifier callback of this space: it then reads under the lock the callback runs under (a
+    /// writer's), or enters for reading past a writer that waits (a fault's callback already holds it for reading).
+    /// </remarks>
     public PageInfo Inspect(ulong address)
     {
-        if (_mmapLock.IsWriteLockHeld || _mmapLock.IsReadLockHeld)
+        if (_mmapLock.IsWriteLockHeld)
         {
             ThrowIfDisposed();
             return InspectLocked(address);
         }
 
-        _mmapLock.EnterReadLock();
+        _mmapLock.EnterReadLockBarging();
         try
         {
             ThrowIfDisposed();
@@ -485,7 +488,7 @@ public sealed partial class AddressSpace : IDisposable
         var zapped = new List<(long Frame, ulong Address)>();
         _pageTable.ForEachLeaf(start, end, ref zapped, static (PageTableLeaf leaf, int first, int last, ref List<(long Frame, ulong Address)> list) =>
         {
-            lock (leaf.Lock)
+            using (leaf.Lock.EnterScope())
             {
                 leaf.BeginChange();
                 for (var i = first; i <= last; i++)
@@ -607,7 +610,7 @@ public sealed partial class AddressSpace : IDisposable
     {
         _pageTable.ForEachLeaf(start, end, ref mlocked, (PageTableLeaf leaf, int first, int last, ref bool set) =>
         {
-            lock (leaf.Lock)
+            using (leaf.Lock.EnterScope())
             {
                 for (var i = first; i <= last; i++)
                 {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using GpuExclusive.Devices;
 using GpuExclusive.Diagnostics;
 using GpuExclusive.Kernels;
@@ -342,6 +343,12 @@ public sealed partial class DeviceMirror : IDisposable
     /// </summary>
     private void Invalidate(in NotifierRange range)
     {
+        if (range.End - range.Start == PagePool.PageSize && (range.Start & AddressRange.PageMask) == 0)
+        {
+            InvalidatePage(range);
+            return;
+        }
+
         var cleared = t_clearedSlots ??= [];
         cleared.Clear();
         lock (_lock)
@@ -359,7 +366,12 @@ public sealed partial class DeviceMirror : IDisposable
             return; // nothing mapped there: the device cannot be touching it
         }
 
-        _device.WaitForHazards(cleared);
+        if (cleared.Count > 16)
+        {
+            cleared.Sort();
+        }
+
+        _device.WaitForHazards(CollectionsMarshal.AsSpan(cleared));
         DeviceLog.Invalidated(_logger, Space.Id, cleared.Count, range.Event, range.Start, range.End);
         if (cleared.Capacity > 1 << 16)
         {
@@ -367,9 +379,40 @@ public sealed partial class DeviceMirror : IDisposable
         }
     }
 
-    // Slots an invalidation cleared, reused per thread: a revocation allocates nothing.
+    /// <summary>
+    /// <see cref="Invalidate"/> of one page, the shape of every revocation: it needs no list of cleared slots, and so no
+    /// thread-local lookup to find one.
+    /// </summary>
+    private void InvalidatePage(in NotifierRange range)
+    {
+        int slot;
+        lock (_lock)
+        {
+            if (_disposed || !TryClearLocked(range.Start >> PagePool.PageShift, out slot))
+            {
+                return; // gone, or nothing mapped there: the device cannot be touching it
+            }
+        }
+
+        _device.WaitForHazards(new ReadOnlySpan<int>(in slot));
+        DeviceLog.Invalidated(_logger, Space.Id, 1, range.Event, range.Start, range.End);
+    }
+
+    // Slots an invalidation of a range cleared, reused per thread: an unmap or a protect allocates nothing.
     [ThreadStatic]
     private static List<int>? t_clearedSlots;
+
+    /// <summary>Clears <paramref name="page"/>'s device PTE if it is valid, with a full fence (the host half of the hazard handshake).</summary>
+    private bool TryClearLocked(ulong page, out int slot)
+    {
+        if (TryGetSlotLocked(page, out slot) && Volatile.Read(ref _table[slot]) != 0)
+        {
+            Interlocked.Exchange(ref _table[slot], DevicePte.Invalid);
+            return true;
+        }
+
+        return false;
+    }
 
     /// <summary>Clears the valid device PTEs of <c>[start, end)</c>, each with a full fence (the host half of the hazard handshake).</summary>
     private void ClearLocked(ulong start, ulong end, List<int> cleared)
@@ -377,12 +420,11 @@ public sealed partial class DeviceMirror : IDisposable
         var table = _table;
         if ((end - start) >> PagePool.PageShift <= (ulong)_slots.Count)
         {
-            // A small range (a revocation is one page): look its pages up rather than walk every slot.
+            // A small range: look its pages up rather than walk every slot.
             for (var page = start >> PagePool.PageShift; page < end >> PagePool.PageShift; page++)
             {
-                if (TryGetSlotLocked(page, out var slot) && Volatile.Read(ref table[slot]) != 0)
+                if (TryClearLocked(page, out var slot))
                 {
-                    Interlocked.Exchange(ref table[slot], DevicePte.Invalid);
                     cleared.Add(slot);
                 }
             }

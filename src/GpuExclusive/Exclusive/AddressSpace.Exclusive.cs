@@ -334,7 +334,7 @@ public sealed partial class AddressSpace
                 using (_notifiers.Start(new NotifierRange(page, page + PagePool.PageSize, NotifierEvent.Clear, owner)))
                 {
                     ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
-                    lock (leaf.Lock)
+                    using (leaf.Lock.EnterScope())
                     {
                         if (Volatile.Read(ref entry) == pte)
                         {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -8,7 +9,7 @@ namespace GpuExclusive.Paging;
 /// are created on demand with compare-and-swap and live as long as the table (like Linux, munmap does not free
 /// page tables eagerly), so a lock-free walk never sees a directory disappear.
 /// </summary>
-internal sealed class PageTable
+internal sealed unsafe class PageTable
 {
     /// <summary>One past the highest user virtual address (x86-64's 128 TiB user half).</summary>
     internal const ulong AddressLimit = 1UL << 47;
@@ -30,10 +31,32 @@ internal sealed class PageTable
     private readonly PageTableLeaf?[]?[]?[] _root = new PageTableLeaf?[]?[]?[Fanout];
 
     /// <summary>
-    /// A flat directory of the leaves' entry arrays for <c>[FastBase, FastBase + FastSpan)</c>, where mappings go first:
-    /// CPU accesses there reach a PTE in two dependent loads instead of five. Published when a leaf is created.
+    /// A flat directory of the leaves' entries (<see cref="PageTableLeaf.EntriesAddress"/>) for
+    /// <c>[FastBase, FastBase + FastSpan)</c>, where mappings go first: CPU accesses there reach a PTE in two dependent
+    /// loads instead of five. A slot with no leaf yet holds <see cref="s_noEntries"/>; a leaf's entries are published
+    /// when it is created. Pinned, so <see cref="FastDirectory"/> stays valid for the table's life and the read path
+    /// indexes it with no null or bounds check.
     /// </summary>
-    internal readonly long[]?[] FastEntries = new long[]?[FastSpan / PageTableLeaf.SpanBytes];
+    private readonly nint[] _fastDirectory = GC.AllocateArray<nint>((int)(FastSpan / PageTableLeaf.SpanBytes), pinned: true);
+
+    /// <summary>
+    /// The entries of every fast-directory slot that has no leaf: 512 empty PTEs and an even sequence count, never
+    /// written (an access to an empty PTE faults before it could set a bit), so the CPU paths need no null test.
+    /// </summary>
+    private static readonly long[] s_noEntries = GC.AllocateArray<long>(PageTableLeaf.EntryCount + 1, pinned: true);
+
+    /// <summary>Whether the shared empty entries are still all zero: the invariant checker's and DEBUG builds' check that no access wrote them.</summary>
+    internal static bool EmptyEntriesUntouched => Array.TrueForAll(s_noEntries, static entry => entry == 0);
+
+    internal PageTable()
+    {
+        FastDirectory = (long**)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_fastDirectory));
+        _fastDirectory.AsSpan().Fill((nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(s_noEntries)));
+    }
+
+    /// <summary>The first slot of the fast directory: each slot holds the entries of the leaf covering that 2 MiB, or empty ones.</summary>
+    /// <remarks>Valid while this table is reachable: a caller holding only the pointer keeps the table alive itself.</remarks>
+    internal long** FastDirectory { get; }
 
     /// <summary>The leaf covering <paramref name="address"/>, or null when none was ever created or the address is past the space.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -57,16 +80,27 @@ internal sealed class PageTable
         return l3 is null ? null : Slot(l3, (int)(address >> L3Shift) & Mask);
     }
 
-    /// <summary>The entries (PTEs, then the sequence count) covering <paramref name="address"/>, or null; the fast directory first.</summary>
+    /// <summary>
+    /// The entries (PTEs, then the sequence count) covering <paramref name="address"/>, the fast directory first; empty
+    /// entries there or null elsewhere when no leaf covers it.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static long[]? FindEntries(long[]?[] fastEntries, PageTable table, ulong address) =>
-        address - FastBase < FastSpan ? FindFastEntries(fastEntries, address) : table.FindLeaf(address)?.Entries;
+    internal static long* FindEntries(long** fastDirectory, PageTable table, ulong address)
+    {
+        if (address - FastBase < FastSpan)
+        {
+            return FindFastEntries(fastDirectory, address);
+        }
 
-    /// <summary>The entries covering <paramref name="address"/>, which must lie in the fast directory's span, or null.</summary>
+        var leaf = table.FindLeaf(address);
+        return leaf is null ? null : leaf.EntriesAddress;
+    }
+
+    /// <summary>The entries covering <paramref name="address"/>, which must lie in the fast directory's span; never null.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static long[]? FindFastEntries(long[]?[] fastEntries, ulong address) =>
+    internal static long* FindFastEntries(long** fastDirectory, ulong address) =>
         // A native-sized index: no sign extension on the CPU read path.
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(fastEntries), (nint)((address - FastBase) / PageTableLeaf.SpanBytes));
+        fastDirectory[(nint)((address - FastBase) / PageTableLeaf.SpanBytes)];
 
     /// <summary>The leaf covering <paramref name="address"/>, creating the path to it.</summary>
     internal PageTableLeaf GetOrCreateLeaf(ulong address)
@@ -90,7 +124,8 @@ internal sealed class PageTable
 
         if (leafBase - FastBase < FastSpan)
         {
-            Volatile.Write(ref FastEntries[(leafBase - FastBase) / PageTableLeaf.SpanBytes], created.Entries);
+            Debug.Assert(EmptyEntriesUntouched, "the shared empty entries were written");
+            Volatile.Write(ref _fastDirectory[(leafBase - FastBase) / PageTableLeaf.SpanBytes], (nint)created.EntriesAddress);
         }
 
         return created;

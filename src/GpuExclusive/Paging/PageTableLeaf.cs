@@ -1,7 +1,10 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace GpuExclusive.Paging;
 
 /// <summary>A last-level page table: 512 PTEs covering 2 MiB, with its own lock (Linux's split PTE lock).</summary>
-internal sealed class PageTableLeaf(ulong baseAddress)
+internal sealed unsafe class PageTableLeaf
 {
     internal const int EntryCount = 512;
     internal const ulong SpanBytes = (ulong)EntryCount * PagePool.PageSize;
@@ -15,10 +18,23 @@ internal sealed class PageTableLeaf(ulong baseAddress)
     /// entry in a way a reader must not miss (a frame replaced or dropped, access revoked) and even otherwise: CPU reads
     /// validate against it (a seqlock) instead of announcing themselves, so they need no thread-local state and no store.
     /// </summary>
-    internal readonly long[] Entries = new long[EntryCount + 1];
+    /// <remarks>
+    /// Allocated on the pinned object heap, so <see cref="EntriesAddress"/> stays valid for the leaf's life: the CPU
+    /// access paths reach a PTE through raw pointers, without the array's null check and header offset.
+    /// </remarks>
+    internal readonly long[] Entries = GC.AllocateArray<long>(EntryCount + 1, pinned: true);
+
+    /// <summary>The address of <c>Entries[0]</c>; valid while this leaf is reachable (leaves live as long as their table).</summary>
+    internal readonly long* EntriesAddress;
+
+    internal PageTableLeaf(ulong baseAddress)
+    {
+        BaseAddress = baseAddress;
+        EntriesAddress = (long*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Entries));
+    }
 
     /// <summary>The PTE lock: serialises every change to <see cref="Entries"/> other than the accessed/dirty bits.</summary>
-    internal readonly Lock Lock = new();
+    internal readonly PteLock Lock = new();
 
     /// <summary>Opens a change that readers must notice. Caller holds <see cref="Lock"/>; pair with <see cref="EndChange"/>.</summary>
     internal void BeginChange() => Volatile.Write(ref Entries[VersionIndex], Entries[VersionIndex] + 1);
@@ -27,7 +43,7 @@ internal sealed class PageTableLeaf(ulong baseAddress)
     internal void EndChange() => Volatile.Write(ref Entries[VersionIndex], Entries[VersionIndex] + 1);
 
     /// <summary>The virtual address of entry 0.</summary>
-    internal ulong BaseAddress { get; } = baseAddress;
+    internal ulong BaseAddress { get; }
 
     internal static int IndexOf(ulong address) => (int)((address >> PagePool.PageShift) & (EntryCount - 1));
 
