@@ -26,15 +26,18 @@ public sealed partial class AddressSpace
         // step is a raw load with no null or bounds check; loading the directory first makes that load this method's
         // null check of this.
         var directory = _fastDirectory;
-        var offset = address - PageTable.FastBase;
+        var slot = PageTable.FastSlotOf(address);
         var pageOffset = address & AddressRange.PageMask;
         // sizeof(T) is a JIT-time constant: the first test folds away, and keeps the subtraction from wrapping.
-        if (sizeof(T) <= PagePool.PageSize && offset < PageTable.FastSpan && pageOffset <= PagePool.PageSize - (ulong)sizeof(T))
+        if (sizeof(T) <= PagePool.PageSize && slot < PageTable.FastSlots && pageOffset <= PagePool.PageSize - (ulong)sizeof(T))
         {
-            var entries = PageTable.FindFastEntries(directory, address);
+            var entries = directory[(nint)slot];
             var version = Volatile.Read(ref entries[PageTableLeaf.VersionIndex]);
-            var pte = Volatile.Read(ref entries[(nint)(offset >> PagePool.PageShift) & (PageTableLeaf.EntryCount - 1)]);
-            if (((pte & ReadableYoungMask) ^ ReadableYoung) == 0)
+            var pte = Volatile.Read(ref entries[(nint)(address >> PagePool.PageShift) & (PageTableLeaf.EntryCount - 1)]);
+            // (pte - ReadableYoung) & ReadableYoungMask is zero exactly when pte has both bits of ReadableYoung and neither
+            // other bit of the mask: subtracting clears the two bits when both are set, and a missing one borrows and
+            // leaves a set bit behind. One instruction fewer than masking and comparing a copy.
+            if (((pte - ReadableYoung) & ReadableYoungMask) == 0)
             {
                 var value = Unsafe.ReadUnaligned<T>(_frameBase + Pte.FrameOffset(pte) + pageOffset);
                 Volatile.ReadBarrier();

@@ -37,7 +37,7 @@ internal sealed unsafe class PageTable
     /// when it is created. Pinned, so <see cref="FastDirectory"/> stays valid for the table's life and the read path
     /// indexes it with no null or bounds check.
     /// </summary>
-    private readonly nint[] _fastDirectory = GC.AllocateArray<nint>((int)(FastSpan / PageTableLeaf.SpanBytes), pinned: true);
+    private readonly nint[] _fastDirectory = GC.AllocateArray<nint>((int)FastSlots, pinned: true);
 
     /// <summary>
     /// The entries of every fast-directory slot that has no leaf: 512 empty PTEs and an even sequence count, never
@@ -87,9 +87,10 @@ internal sealed unsafe class PageTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static long* FindEntries(long** fastDirectory, PageTable table, ulong address)
     {
-        if (address - FastBase < FastSpan)
+        var slot = FastSlotOf(address);
+        if (slot < FastSlots)
         {
-            return FindFastEntries(fastDirectory, address);
+            return fastDirectory[(nint)slot];
         }
 
         var leaf = table.FindLeaf(address);
@@ -99,8 +100,17 @@ internal sealed unsafe class PageTable
     /// <summary>The entries covering <paramref name="address"/>, which must lie in the fast directory's span; never null.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static long* FindFastEntries(long** fastDirectory, ulong address) =>
-        // A native-sized index: no sign extension on the CPU read path.
-        fastDirectory[(nint)((address - FastBase) / PageTableLeaf.SpanBytes)];
+        fastDirectory[(nint)FastSlotOf(address)];
+
+    /// <summary>Slots of the fast directory: one per leaf of the fast span.</summary>
+    internal const ulong FastSlots = FastSpan / PageTableLeaf.SpanBytes;
+
+    /// <summary>
+    /// The fast-directory slot of <paramref name="address"/>; <see cref="FastSlots"/> or more when the address lies
+    /// outside the fast span (below it, the subtraction wraps), so one compare of the slot is the span check.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong FastSlotOf(ulong address) => (address - FastBase) / PageTableLeaf.SpanBytes;
 
     /// <summary>The leaf covering <paramref name="address"/>, creating the path to it.</summary>
     internal PageTableLeaf GetOrCreateLeaf(ulong address)
