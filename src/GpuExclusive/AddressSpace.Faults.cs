@@ -68,6 +68,7 @@ public sealed partial class AddressSpace
         if (area.IsPrivate)
         {
             var frame = reservation?.Allocate() ?? _pool.Allocate();
+            var mapped = false;
             using (leaf.Lock.EnterScope())
             {
                 if (Volatile.Read(ref entry) == Pte.None)
@@ -75,16 +76,25 @@ public sealed partial class AddressSpace
                     _pool.SetFlags(frame, FrameFlags.Anon | FrameFlags.AnonExclusive | mlocked);
                     AddMapping(frame, page);
                     Volatile.Write(ref entry, Pte.MakePresent(frame, accessed | writable));
-                    EngineMetrics.DemandZeroFaults.Add(1);
-                    return;
+                    mapped = true;
                 }
             }
 
-            _pool.Put(frame); // another thread mapped the page first
+            // Counted outside the PTE spinlock: a metrics listener's callback runs inside Add.
+            if (mapped)
+            {
+                EngineMetrics.DemandZeroFaults.Add(1);
+            }
+            else
+            {
+                _pool.Put(frame); // another thread mapped the page first
+            }
+
             return;
         }
 
         var shared = area.SharedObject!.GetOrAllocate(area.ObjectPageOf(page), reservation);
+        var mappedShared = false;
         using (leaf.Lock.EnterScope())
         {
             if (Volatile.Read(ref entry) == Pte.None)
@@ -93,8 +103,13 @@ public sealed partial class AddressSpace
                 _pool.SetFlags(shared, mlocked);
                 AddMapping(shared, page);
                 Volatile.Write(ref entry, Pte.MakePresent(shared, accessed | writable));
-                EngineMetrics.DemandZeroFaults.Add(1);
+                mappedShared = true;
             }
+        }
+
+        if (mappedShared)
+        {
+            EngineMetrics.DemandZeroFaults.Add(1);
         }
     }
 

@@ -41,7 +41,7 @@ public sealed partial class AddressSpace : IDisposable
     private readonly unsafe long** _fastDirectory;
     // The pool's frame 0, held here so a CPU access turns a PTE into a pointer without loading the pool.
     private readonly unsafe byte* _frameBase;
-    private readonly NotifierList _notifiers = new();
+    private readonly NotifierList _notifiers;
     private volatile bool _disposed;
 
     /// <summary>Creates an empty address space drawing frames from <paramref name="pool"/>.</summary>
@@ -50,6 +50,7 @@ public sealed partial class AddressSpace : IDisposable
         ArgumentNullException.ThrowIfNull(pool);
         _pool = pool;
         _pageTable = new PageTable();
+        _notifiers = new NotifierList(_mmapLock);
         unsafe
         {
             _fastDirectory = _pageTable.FastDirectory;
@@ -388,7 +389,15 @@ public sealed partial class AddressSpace : IDisposable
             return InspectLocked(address);
         }
 
-        _mmapLock.EnterReadLockBarging();
+        if (_mmapLock.IsHeldAroundCallback)
+        {
+            _mmapLock.EnterReadLockBarging();
+        }
+        else
+        {
+            _mmapLock.EnterReadLock();
+        }
+
         try
         {
             ThrowIfDisposed();

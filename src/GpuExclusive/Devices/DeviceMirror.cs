@@ -366,11 +366,6 @@ public sealed partial class DeviceMirror : IDisposable
             return; // nothing mapped there: the device cannot be touching it
         }
 
-        if (cleared.Count > 16)
-        {
-            cleared.Sort();
-        }
-
         _device.WaitForHazards(CollectionsMarshal.AsSpan(cleared));
         DeviceLog.Invalidated(_logger, Space.Id, cleared.Count, range.Event, range.Start, range.End);
         if (cleared.Capacity > 1 << 16)
@@ -394,7 +389,7 @@ public sealed partial class DeviceMirror : IDisposable
             }
         }
 
-        _device.WaitForHazards(new ReadOnlySpan<int>(in slot));
+        _device.WaitForHazards(new Span<int>(ref slot));
         DeviceLog.Invalidated(_logger, Space.Id, 1, range.Event, range.Start, range.End);
     }
 
@@ -980,7 +975,7 @@ public sealed partial class DeviceMirror : IDisposable
     private void ThrowIfDisposedLocked() => ThrowIfDisposed();
 
     /// <summary>The mirror's notifier over the whole space.</summary>
-    private sealed class MirrorNotifier(DeviceMirror mirror) : MmuIntervalNotifier
+    private sealed class MirrorNotifier(DeviceMirror mirror) : MmuIntervalNotifier(engineOwned: true)
     {
         // Our own grant's Exclusive events must not bump our sequence or stop our kernel: that would livelock the grant.
         protected override bool Ignores(in NotifierRange range) =>
@@ -996,7 +991,7 @@ public sealed partial class DeviceMirror : IDisposable
     /// every re-grant of a page another device holds retry forever). A real revocation of a page the grant converted
     /// needs the frame lock the grant holds, so it cannot come in between.
     /// </remarks>
-    private sealed class GrantInterval(ExclusiveDevice device) : MmuIntervalNotifier
+    private sealed class GrantInterval(ExclusiveDevice device) : MmuIntervalNotifier(engineOwned: true)
     {
         protected override bool Ignores(in NotifierRange range) =>
             (range.Event is NotifierEvent.Exclusive or NotifierEvent.Clear) && ReferenceEquals(range.Owner, device);

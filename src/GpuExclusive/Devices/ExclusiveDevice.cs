@@ -367,10 +367,13 @@ public sealed class ExclusiveDevice : IDisposable
     /// Waits until no kernel thread's hazard word names one of <paramref name="clearedSlots"/> (entries the caller has
     /// just cleared with a full fence): after that no thread can still apply an atomic through them.
     /// </summary>
-    /// <remarks>More than 16 slots must come sorted: they are then binary-searched.</remarks>
-    internal void WaitForHazards(ReadOnlySpan<int> clearedSlots)
+    /// <remarks>More than 16 slots are sorted here (in place) and then binary-searched.</remarks>
+    internal void WaitForHazards(Span<int> clearedSlots)
     {
-        Debug.Assert(clearedSlots.Length <= 16 || IsSorted(clearedSlots), "more than 16 cleared slots must be sorted");
+        if (clearedSlots.Length > 16)
+        {
+            clearedSlots.Sort();
+        }
 
         // Registered before looking at _disposed (both full fences): Dispose sets _disposed and then waits for this
         // count to drain before it frees the hazard words, so a waiter either sees the device disposed or is waited for.
@@ -404,20 +407,7 @@ public sealed class ExclusiveDevice : IDisposable
             Interlocked.Decrement(ref _hazardWaiters);
         }
 
-        static bool Names(ReadOnlySpan<int> slots, int slot) => slots.Length > 16 ? slots.BinarySearch(slot) >= 0 : slots.Contains(slot);
-    }
-
-    private static bool IsSorted(ReadOnlySpan<int> slots)
-    {
-        for (var i = 1; i < slots.Length; i++)
-        {
-            if (slots[i - 1] > slots[i])
-            {
-                return false;
-            }
-        }
-
-        return true;
+        static bool Names(Span<int> slots, int slot) => slots.Length > 16 ? slots.BinarySearch(slot) >= 0 : slots.Contains(slot);
     }
 
     private void WaitUntilFinished(int bell)

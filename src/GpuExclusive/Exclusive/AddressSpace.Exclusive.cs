@@ -334,13 +334,20 @@ public sealed partial class AddressSpace
                 using (_notifiers.Start(new NotifierRange(page, page + PagePool.PageSize, NotifierEvent.Clear, owner)))
                 {
                     ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
+                    var restored = false;
                     using (leaf.Lock.EnterScope())
                     {
                         if (Volatile.Read(ref entry) == pte)
                         {
                             Volatile.Write(ref entry, RestoredPte(area, frame, pte));
-                            EngineMetrics.Revocations.Add(1);
+                            restored = true;
                         }
+                    }
+
+                    // Counted outside the PTE spinlock: a metrics listener's callback runs inside Add.
+                    if (restored)
+                    {
+                        EngineMetrics.Revocations.Add(1);
                     }
                 }
             }

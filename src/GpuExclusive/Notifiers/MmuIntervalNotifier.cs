@@ -19,6 +19,20 @@ public abstract class MmuIntervalNotifier
     // The notifier list (of one address space) this notifier is inserted in, or null; changed under that list's lock.
     private object? _insertedIn;
 
+    /// <summary>Creates a notifier; insert it with <see cref="AddressSpace.InsertIntervalNotifier"/>.</summary>
+    protected MmuIntervalNotifier()
+    {
+    }
+
+    /// <summary>For the engine's own notifiers, whose callbacks never call back into the space: they run unmarked.</summary>
+    private protected MmuIntervalNotifier(bool engineOwned)
+    {
+        IsEngineOwned = engineOwned;
+    }
+
+    /// <summary>True for the engine's own notifiers (a device mirror's); user callbacks run marked as callbacks.</summary>
+    internal bool IsEngineOwned { get; }
+
     /// <summary>Start of the interval (set when inserted).</summary>
     public ulong Start { get; internal set; }
 

@@ -1,12 +1,16 @@
 using GpuExclusive.Diagnostics;
+using GpuExclusive.Paging;
 
 namespace GpuExclusive.Notifiers;
 
 /// <summary>
 /// The notifiers of one address space. Registration copies the arrays (under <see cref="_lock"/>), so firing reads a
-/// stable snapshot without a lock and callbacks run with no notifier-list lock held.
+/// stable snapshot without a lock and callbacks run with no notifier-list lock held. Every invalidation fires with
+/// the space's mmap lock held: callbacks other than the engine's own run marked as callbacks under it
+/// (<see cref="MmapLock.EnterCallback"/>), so one that inspects the space reads alongside its caller and one that
+/// would fault or change the space is refused instead of deadlocking.
 /// </summary>
-internal sealed class NotifierList
+internal sealed class NotifierList(MmapLock mmapLock)
 {
     private readonly Lock _lock = new();
     private MmuNotifier[] _notifiers = [];
@@ -76,7 +80,10 @@ internal sealed class NotifierList
         EngineMetrics.NotifierInvalidations.Add(1);
         foreach (var notifier in notifiers)
         {
-            notifier.InvalidateStart(range);
+            using (mmapLock.EnterCallback())
+            {
+                notifier.InvalidateStart(range);
+            }
         }
 
         // Bump every honoured interval's sequence before any callback runs: a driver that clears its mapping in one
@@ -93,19 +100,28 @@ internal sealed class NotifierList
         {
             if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
             {
-                interval.InvokeInvalidate(range);
+                if (interval.IsEngineOwned)
+                {
+                    interval.InvokeInvalidate(range);
+                    continue;
+                }
+
+                using (mmapLock.EnterCallback())
+                {
+                    interval.InvokeInvalidate(range);
+                }
             }
         }
 
-        return new Scope(notifiers, intervals, range);
+        return new Scope(mmapLock, notifiers, intervals, range);
     }
 
     /// <summary>An invalidation in progress; <see cref="Dispose"/> is <c>invalidate_range_end</c>.</summary>
-    internal readonly struct Scope(MmuNotifier[]? notifiers, MmuIntervalNotifier[]? intervals, NotifierRange range) : IDisposable
+    internal readonly struct Scope(MmapLock? mmapLock, MmuNotifier[]? notifiers, MmuIntervalNotifier[]? intervals, NotifierRange range) : IDisposable
     {
         public void Dispose()
         {
-            if (notifiers is null || intervals is null)
+            if (mmapLock is null || notifiers is null || intervals is null)
             {
                 return;
             }
@@ -120,7 +136,10 @@ internal sealed class NotifierList
 
             foreach (var notifier in notifiers)
             {
-                notifier.InvalidateEnd(range);
+                using (mmapLock.EnterCallback())
+                {
+                    notifier.InvalidateEnd(range);
+                }
             }
         }
     }

@@ -12,9 +12,11 @@ namespace GpuExclusive.Paging;
 /// <remarks>
 /// Uncontended, a read acquisition is one interlocked add and its release another. <see cref="ReaderWriterLockSlim"/>
 /// costs several times that, because it looks up a per-thread record on every call to detect recursion; this lock
-/// keeps no per-reader state, so it cannot tell whether the calling thread holds it for reading. A thread that may
-/// (a notifier callback calling back into the space) uses <see cref="EnterReadLockBarging"/>, which only waits for a
-/// writer that holds the lock, never for one that waits, and so cannot deadlock on its own read hold.
+/// keeps no per-reader state, so it cannot tell whether the calling thread holds it for reading. What it does know is
+/// which threads are running a notifier callback under it (<see cref="EnterCallback"/>; the holder is up the stack):
+/// such a thread reads with <see cref="EnterReadLockBarging"/>, which only waits for a writer that holds the lock,
+/// never for one that waits, and so cannot deadlock on its caller's hold; and it is refused the write lock, or a read
+/// that would wait for a writer, with <see cref="LockRecursionException"/> rather than left to deadlock.
 /// </remarks>
 internal sealed class MmapLock
 {
@@ -28,6 +30,10 @@ internal sealed class MmapLock
     private readonly Lock _writers = new(); // one writer at a time
     private readonly ManualResetEventSlim _noWriter = new(initialState: true);
     private readonly ManualResetEventSlim _readersGone = new(initialState: false);
+
+    // The lock whose holder is running a notifier callback on this thread (the innermost, if callbacks nest), else null.
+    [ThreadStatic]
+    private static MmapLock? t_callbackUnder;
     // Neither event is ever disposed: a thread may still be leaving the lock of a disposed space, and an event only
     // holds an OS handle after a long wait, which its SafeHandle's finalizer releases.
 
@@ -36,6 +42,17 @@ internal sealed class MmapLock
 
     /// <summary>Whether the calling thread holds the lock for writing (or is waiting to).</summary>
     internal bool IsWriteLockHeld => Volatile.Read(ref _writerThread) == Environment.CurrentManagedThreadId;
+
+    /// <summary>Whether the calling thread is running a notifier callback whose caller holds this lock.</summary>
+    internal bool IsHeldAroundCallback => t_callbackUnder == this;
+
+    /// <summary>Marks the calling thread, which holds this lock, as running a notifier callback until the scope ends.</summary>
+    internal CallbackScope EnterCallback()
+    {
+        var outer = t_callbackUnder;
+        t_callbackUnder = this;
+        return new CallbackScope(outer);
+    }
 
     /// <exception cref="LockRecursionException">The calling thread holds the lock for writing.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -73,28 +90,41 @@ internal sealed class MmapLock
         }
     }
 
-    /// <exception cref="LockRecursionException">The calling thread already holds the lock for writing.</exception>
+    /// <exception cref="LockRecursionException">The calling thread already holds the lock, for writing or around a notifier callback.</exception>
     internal void EnterWriteLock()
     {
         ThrowIfWriter();
+        ThrowIfAroundCallback("take it for writing");
         _writers.Enter();
         Volatile.Write(ref _writerThread, Environment.CurrentManagedThreadId);
         _noWriter.Reset();
         _readersGone.Reset();
         var state = Interlocked.Add(ref _state, WriterWaiting);
-        while (true)
+        try
         {
-            // Only when no reader is inside (the count is exactly zero) does the writer take the lock; a barging reader
-            // that got in first makes the exchange fail, one that comes later sees WriterHolds and backs out.
-            if ((state & ReaderMask) == 0
-                && Interlocked.CompareExchange(ref _state, WriterWaiting | WriterHolds, WriterWaiting) == WriterWaiting)
+            while (true)
             {
-                return;
-            }
+                // Only when no reader is inside (the count is exactly zero) does the writer take the lock; a barging
+                // reader that got in first makes the exchange fail, one that comes later sees WriterHolds and backs out.
+                if ((state & ReaderMask) == 0
+                    && Interlocked.CompareExchange(ref _state, WriterWaiting | WriterHolds, WriterWaiting) == WriterWaiting)
+                {
+                    return;
+                }
 
-            _readersGone.Wait();
-            _readersGone.Reset();
-            state = Volatile.Read(ref _state);
+                _readersGone.Wait();
+                _readersGone.Reset();
+                state = Volatile.Read(ref _state);
+            }
+        }
+        catch
+        {
+            // Interrupted while waiting for readers: withdraw the claim, so readers and the next writer are not shut out.
+            Volatile.Write(ref _writerThread, 0);
+            Interlocked.Add(ref _state, -WriterWaiting);
+            _noWriter.Set();
+            _writers.Exit();
+            throw;
         }
     }
 
@@ -115,9 +145,15 @@ internal sealed class MmapLock
         while (true)
         {
             ExitReadLock();
-            // Only here, off the fast path, can the lock afford to look at the thread: its own writer would wait forever.
-            // Backed out first, so a refused acquisition leaves the count as it was.
+            // Only here, off the fast path, can the lock afford to look at the thread: its own writer, or a writer
+            // waiting for the holder up this thread's stack, would wait forever. Backed out first, so a refused
+            // acquisition leaves the count as it was.
             ThrowIfWriter();
+            if (inTheWay == WriterWaiting)
+            {
+                ThrowIfAroundCallback("wait for a writer to take it");
+            }
+
             while ((Volatile.Read(ref _state) & inTheWay) != 0)
             {
                 _noWriter.Wait();
@@ -128,6 +164,20 @@ internal sealed class MmapLock
                 return;
             }
         }
+    }
+
+    private void ThrowIfAroundCallback(string what)
+    {
+        if (IsHeldAroundCallback)
+        {
+            throw new LockRecursionException($"a notifier callback cannot {what}: its caller holds the address space's mmap lock (a callback may inspect the space, not fault or change it)");
+        }
+    }
+
+    /// <summary>The mark of <see cref="EnterCallback"/>; disposing it restores the mark of an outer callback, if any.</summary>
+    internal readonly ref struct CallbackScope(MmapLock? outer)
+    {
+        public void Dispose() => t_callbackUnder = outer;
     }
 
     private void ThrowIfWriter()

@@ -303,4 +303,40 @@ public sealed class NotifierTests : EngineTest
 
         Assert.Equal(count, rec.Log.Count);
     }
+
+    /// <summary>A callback that changes the space from inside a fault (whose caller holds the mmap lock for reading).</summary>
+    private sealed class Remapper(AddressSpace space) : MmuNotifier
+    {
+        public Exception? Refusal { get; private set; }
+
+        protected internal override void InvalidateStart(in NotifierRange range)
+        {
+            if (range.Event != NotifierEvent.Clear)
+                return;
+            try { space.Map(Page, Protection.ReadWrite); }
+            catch (Exception e) { Refusal = e; }
+        }
+    }
+
+    [Fact]
+    public void CallbackOfAFault_ThatWouldChangeTheSpace_IsRefused_NotDeadlocked()
+    {
+        var space = NewSpace();
+        var a = space.Map(Page, Protection.ReadWrite);
+        space.Write(a, 1);
+        var child = space.Fork();
+        var remapper = new Remapper(space);
+        using (space.RegisterNotifier(remapper))
+        {
+            // The copy-on-write fault fires Clear with the mmap lock held for reading: mapping would need it for writing.
+            var write = TestThread.Start(() => space.Write(a, 2));
+            Assert.True(write.Join(TimeSpan.FromSeconds(30)), "the callback deadlocked on its caller's mmap lock");
+        }
+
+        Assert.IsType<LockRecursionException>(remapper.Refusal);
+        Assert.Equal(2, space.Read<int>(a));
+        Assert.Equal(1, child.Read<int>(a));
+        Assert.Single(space.DescribeAreas());
+        DisposeSpace(child);
+    }
 }
