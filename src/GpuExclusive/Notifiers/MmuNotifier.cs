@@ -10,7 +10,8 @@ namespace GpuExclusive;
 /// space's mmap lock held (for reading or writing) and, for <see cref="NotifierEvent.Exclusive"/> and for the
 /// <see cref="NotifierEvent.Clear"/> of a device-exclusive restore, the frame's page lock; never with a page-table
 /// lock. So a callback may call <see cref="AddressSpace.Inspect"/>, but must not map, unmap, fault or fork in the
-/// same space, and must not throw.
+/// same space, and must not throw; a call that would take the mmap lock for writing, or wait for a writer, throws
+/// <see cref="LockRecursionException"/> rather than deadlock.
 /// </remarks>
 public abstract class MmuNotifier
 {
