@@ -48,6 +48,15 @@ public sealed class ExclusiveDevice : IDisposable
     // removed, so Dispose waits for them before it frees the hazard words.
     private int _hazardWaiters;
 
+    // Kernel launches begun and not yet synchronized (raised before the launch, lowered only after a synchronize that
+    // returned, so a launch that failed leaves it raised: the safe side). While it is zero no kernel thread can be
+    // between publishing a hazard word and finishing its op, which lets WaitForHazards skip the scan (and Dispose's
+    // handshake) for the common revocation of a page whose device is idle.
+    private int _kernelsInFlight;
+
+    /// <summary>Kernel launches begun and not yet synchronized (for tests: revocations skip the hazard scan at zero).</summary>
+    internal int KernelsInFlight => Volatile.Read(ref _kernelsInFlight);
+
     // Doorbell polls per microsecond of the resident kernel on the CPU accelerator (two atomic loads each), roughly:
     // it turns the idle time into a poll limit, since a kernel cannot read a clock.
     private const int CpuPollsPerMicrosecond = 50;
@@ -301,8 +310,10 @@ public sealed class ExclusiveDevice : IDisposable
         Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
         var bytes = memory.AsRawArrayView();
         var count = batch.Count;
+        Interlocked.Increment(ref _kernelsInFlight);
         kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.View.SubView(0, count), batch.OldValues.View.SubView(0, count), table, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
         _accelerator.Synchronize();
+        Interlocked.Decrement(ref _kernelsInFlight);
         batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
     }
 
@@ -330,8 +341,10 @@ public sealed class ExclusiveDevice : IDisposable
                 _accelerator.Bind();
                 // The table and pool are launch arguments: a table swap quiesces, which ends this launch.
                 var bytes = mirror.PoolBuffer.AsRawArrayView();
+                Interlocked.Increment(ref _kernelsInFlight);
                 _serve(_residentGrid, staging.Ops.View, staging.States.View, staging.OldValues.View, mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, staging.Faults.View, _hazards.View);
                 _accelerator.Synchronize();
+                Interlocked.Decrement(ref _kernelsInFlight);
             },
             batch: () =>
             {
@@ -370,6 +383,13 @@ public sealed class ExclusiveDevice : IDisposable
     /// <remarks>More than 16 slots are sorted here (in place) and then binary-searched.</remarks>
     internal void WaitForHazards(Span<int> clearedSlots)
     {
+        // The caller's clears were full fences, so this read comes after them: if no kernel is in flight now, none can
+        // hold a hazard on those entries, and any launched later (its launch raises the count first) reads them cleared.
+        if (Volatile.Read(ref _kernelsInFlight) == 0)
+        {
+            return;
+        }
+
         if (clearedSlots.Length > 16)
         {
             clearedSlots.Sort();

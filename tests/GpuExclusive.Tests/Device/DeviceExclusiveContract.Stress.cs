@@ -133,6 +133,42 @@ public abstract partial class DeviceExclusiveContract
     }
 
     [DeviceFact]
+    public void KernelsInFlight_CoversTheWholeLaunch_AndIsZeroOnceTheDeviceIsIdle()
+    {
+        // A revocation skips the hazard-word scan while this count is zero, so a launch must raise it before the kernel
+        // can read a device PTE and keep it raised until the kernel is done.
+        const int Ops = 1_000_000;
+        var buffer = Space.Map(Page, Protection.ReadWrite);
+        Assert.Equal(1, Mirror.MakeExclusive(buffer, Page));
+        Assert.Equal(0, Device.KernelsInFlight);
+        var ops = Enumerable.Repeat(new AtomicOp(buffer, AtomicKind.Add, 1), Ops).ToArray();
+        var launches = Device.Executor.Launches;
+
+        var run = Start(() => Mirror.Run(ops));
+        WaitForLaunch(Device, launches, run);
+        var seenInFlight = false;
+        while (!run.IsCompleted && !seenInFlight)
+        {
+            seenInFlight = Device.KernelsInFlight > 0;
+        }
+
+        AssertFinishes(run, "the batch");
+        Assert.True(seenInFlight, "no kernel counted in flight while the batch ran");
+        Assert.Equal(Ops, Space.Read<int>(buffer));
+        // A resident kernel stays launched for its idle time, then leaves; nothing is in flight after that.
+        var deadline = DateTime.UtcNow + Bound;
+        while (Device.KernelsInFlight != 0)
+        {
+            Device.Executor.Quiesce();
+            Device.Executor.Resume();
+            Assert.True(DateTime.UtcNow < deadline, $"{Device.KernelsInFlight} kernel(s) still counted in flight on an idle device");
+            Thread.Sleep(1);
+        }
+
+        AssertCleanTeardown();
+    }
+
+    [DeviceFact]
     public void TwoDevices_RunningConcurrentlyOnOnePage_BothMakeProgress_AndTotalsAreExact()
     {
         const int Batches = 25;
