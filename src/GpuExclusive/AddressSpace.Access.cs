@@ -10,7 +10,7 @@ public sealed partial class AddressSpace
 {
     /// <summary>Reads a <typeparamref name="T"/> at <paramref name="address"/>; it must not cross a page boundary.</summary>
     /// <remarks>
-    /// Reads take no lock and store nothing: they validate against the leaf's sequence count (<see cref="PageTableLeaf.VersionIndex"/>)
+    /// Reads take no lock and store nothing: they validate against the leaf's sequence count (<see cref="PageTableLeaf.Version"/>)
     /// and retry if a writer changed the entries meanwhile, so a value is only returned if the PTE it was read through
     /// was in place for the whole read.
     /// </remarks>
@@ -20,20 +20,20 @@ public sealed partial class AddressSpace
     public unsafe T Read<T>(ulong address)
         where T : unmanaged
     {
-        // The fast path: inside one page, the flat directory, an even sequence count and a present, young, readable
-        // PTE; everything else (crossing a page, the radix walk, a writer in the leaf, setting Young, faults) is
-        // ReadSlow's. The directory and the entries are pinned and a slot without a leaf holds empty entries, so every
-        // step is a raw load with no null or bounds check; loading the directory first makes that load this method's
-        // null check of this.
-        var directory = _fastDirectory;
-        var slot = PageTable.FastSlotOf(address);
+        // The fast path: inside one page of the fast span, an even sequence count and a present, young, readable PTE;
+        // everything else (crossing a page, the radix walk, a writer in the leaf, setting Young, faults) is ReadSlow's.
+        // The span's PTEs are one flat array with the leaves' sequence counts just below it, so the page index is the
+        // span check and the PTE's index, and every step is a raw load with no null or bounds check; loading the
+        // array first makes that load this method's null check of this.
+        var ptes = _fastPtes;
+        var page = (address - PageTable.FastBase) >> PagePool.PageShift;
         var pageOffset = address & AddressRange.PageMask;
         // sizeof(T) is a JIT-time constant: the first test folds away, and keeps the subtraction from wrapping.
-        if (sizeof(T) <= PagePool.PageSize && slot < PageTable.FastSlots && pageOffset <= PagePool.PageSize - (ulong)sizeof(T))
+        if (sizeof(T) <= PagePool.PageSize && page < PageTable.FastPages && pageOffset <= PagePool.PageSize - (ulong)sizeof(T))
         {
-            var entries = directory[(nint)slot];
-            var version = Volatile.Read(ref entries[PageTableLeaf.VersionIndex]);
-            var pte = Volatile.Read(ref entries[(nint)(address >> PagePool.PageShift) & (PageTableLeaf.EntryCount - 1)]);
+            ref var version = ref ptes[(nint)(page >> PageTableLeaf.IndexBits) - PageTable.FastLeaves];
+            var start = Volatile.Read(ref version);
+            var pte = Volatile.Read(ref ptes[(nint)page]);
             // (pte - ReadableYoung) & ReadableYoungMask is zero exactly when pte has both bits of ReadableYoung and neither
             // other bit of the mask: subtracting clears the two bits when both are set, and a missing one borrows and
             // leaves a set bit behind. One instruction fewer than masking and comparing a copy.
@@ -43,9 +43,9 @@ public sealed partial class AddressSpace
                 Volatile.ReadBarrier();
                 // Equal to the even count: no writer was in the leaf when we started, and none came meanwhile (an odd
                 // count at the start can never match, since the count only grows).
-                if (Volatile.Read(ref entries[PageTableLeaf.VersionIndex]) == (version & ~1L))
+                if (Volatile.Read(ref version) == (start & ~1L))
                 {
-                    // The directory, entries and frames are this space's: keep it reachable until the value is read.
+                    // The PTEs and frames are this space's: keep it reachable until the value is read.
                     GC.KeepAlive(this);
                     return value;
                 }
@@ -75,7 +75,7 @@ public sealed partial class AddressSpace
             var leaf = _pageTable.FindLeaf(address);
             if (leaf is not null)
             {
-                var version = Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]);
+                var version = Volatile.Read(ref leaf.Version);
                 if ((version & 1) != 0)
                 {
                     spinner.SpinOnce();
@@ -87,7 +87,7 @@ public sealed partial class AddressSpace
                 {
                     var value = Unsafe.ReadUnaligned<T>(pointer);
                     Volatile.ReadBarrier();
-                    if (Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]) == version)
+                    if (Volatile.Read(ref leaf.Version) == version)
                     {
                         return value;
                     }
@@ -200,7 +200,7 @@ public sealed partial class AddressSpace
             var at = address + (ulong)done;
             var chunk = (int)Math.Min((ulong)(destination.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
             var leaf = _pageTable.FindLeaf(at);
-            var version = leaf is null ? 1 : Volatile.Read(ref leaf.Entries[PageTableLeaf.VersionIndex]);
+            var version = leaf is null ? 1 : Volatile.Read(ref leaf.Version);
             var pointer = (version & 1) == 0 ? TranslateInsideAccess(at, isWrite: false) : null;
             if (pointer == null)
             {
@@ -214,7 +214,7 @@ public sealed partial class AddressSpace
 
             new ReadOnlySpan<byte>(pointer, chunk).CopyTo(destination.Slice(done, chunk));
             Volatile.ReadBarrier();
-            if (Volatile.Read(ref leaf!.Entries[PageTableLeaf.VersionIndex]) == version)
+            if (Volatile.Read(ref leaf!.Version) == version)
             {
                 done += chunk; // otherwise a writer changed the leaf meanwhile: copy this chunk again
             }
@@ -263,14 +263,13 @@ public sealed partial class AddressSpace
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private unsafe byte* TranslateInsideAccess(ulong address, bool isWrite)
     {
-        var entries = PageTable.FindEntries(_fastDirectory, _pageTable, address);
-        if (entries == null)
+        var pointer = PageTable.FindPte(_fastPtes, _pageTable, address);
+        if (pointer == null)
         {
             return null;
         }
 
-        // The index is masked to 0..511 and every leaf holds 512 entries.
-        ref var entry = ref entries[PageTableLeaf.IndexOf(address)];
+        ref var entry = ref *pointer;
         var accessed = isWrite ? Pte.Young | Pte.Dirty | Pte.SoftDirty : Pte.Young;
         while (true)
         {

@@ -37,8 +37,8 @@ public sealed partial class AddressSpace : IDisposable
     private ulong _nextMapAddress = FirstMapAddress;
 
     private readonly PageTable _pageTable;
-    // The page table's fast directory, held here so a CPU access reaches it in one load.
-    private readonly unsafe long** _fastDirectory;
+    // The page table's flat PTEs of the fast span, held here so a CPU access reaches them in one load.
+    private readonly unsafe long* _fastPtes;
     // The pool's frame 0, held here so a CPU access turns a PTE into a pointer without loading the pool.
     private readonly unsafe byte* _frameBase;
     private readonly NotifierList _notifiers;
@@ -53,7 +53,7 @@ public sealed partial class AddressSpace : IDisposable
         _notifiers = new NotifierList(_mmapLock);
         unsafe
         {
-            _fastDirectory = _pageTable.FastDirectory;
+            _fastPtes = _pageTable.FastPtes;
             _frameBase = pool.BaseAddress;
         }
         _loggerFactory = loggerFactory;

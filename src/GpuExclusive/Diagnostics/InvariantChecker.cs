@@ -51,11 +51,6 @@ public static class InvariantChecker
                 }
             }
 
-            if (!PageTable.EmptyEntriesUntouched)
-            {
-                violations.Add("page tables: the empty entries shared by every fast-directory slot without a leaf were written");
-            }
-
             var mappings = new Dictionary<long, List<long>>();
             var sharedObjects = new HashSet<SharedMemoryObject>();
             foreach (var space in locked.Where(static s => !s.IsDisposed))

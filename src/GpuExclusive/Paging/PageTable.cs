@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -7,18 +6,26 @@ namespace GpuExclusive.Paging;
 /// <summary>
 /// A 4-level radix tree over the 47-bit user virtual space, 9 bits a level, as x86-64 4-level paging: directories
 /// are created on demand with compare-and-swap and live as long as the table (like Linux, munmap does not free
-/// page tables eagerly), so a lock-free walk never sees a directory disappear.
+/// page tables eagerly), so a lock-free walk never sees a directory disappear. The leaves of the fast span, where
+/// mappings go first, keep their PTEs in one flat array (<see cref="FastPtes"/>, like a linear page table), so a CPU
+/// access there finds its PTE by indexing, with no walk and no null test.
 /// </summary>
 internal sealed unsafe class PageTable
 {
     /// <summary>One past the highest user virtual address (x86-64's 128 TiB user half).</summary>
     internal const ulong AddressLimit = 1UL << 47;
 
-    /// <summary>Where address spaces place mappings first; the fast directory below covers <see cref="FastSpan"/> bytes from here.</summary>
+    /// <summary>Where address spaces place mappings first; <see cref="FastPtes"/> covers <see cref="FastSpan"/> bytes from here.</summary>
     internal const ulong FastBase = 0x1000_0000;
 
-    /// <summary>Bytes the fast directory covers (8 GiB: 4096 leaves, a 32 KiB array per space).</summary>
+    /// <summary>Bytes the flat PTEs cover (8 GiB: 2 M pages, 4096 leaves; 16 MiB reserved per space, used as leaves appear).</summary>
     internal const ulong FastSpan = 8UL << 30;
+
+    /// <summary>Pages of the fast span: entries of <see cref="FastPtes"/>.</summary>
+    internal const ulong FastPages = FastSpan >> PagePool.PageShift;
+
+    /// <summary>Leaves of the fast span: their sequence counts sit just below <see cref="FastPtes"/>.</summary>
+    internal const int FastLeaves = (int)(FastSpan / PageTableLeaf.SpanBytes);
 
     private const int Bits = 9;
     private const int Fanout = 1 << Bits;
@@ -30,33 +37,21 @@ internal sealed unsafe class PageTable
     // Directories are bare arrays (no wrapper objects) so a walk is three dependent loads to reach the leaf.
     private readonly PageTableLeaf?[]?[]?[] _root = new PageTableLeaf?[]?[]?[Fanout];
 
-    /// <summary>
-    /// A flat directory of the leaves' entries (<see cref="PageTableLeaf.EntriesAddress"/>) for
-    /// <c>[FastBase, FastBase + FastSpan)</c>, where mappings go first: CPU accesses there reach a PTE in two dependent
-    /// loads instead of five. A slot with no leaf yet holds <see cref="s_noEntries"/>; a leaf's entries are published
-    /// when it is created. Pinned, so <see cref="FastDirectory"/> stays valid for the table's life and the read path
-    /// indexes it with no null or bounds check.
-    /// </summary>
-    private readonly nint[] _fastDirectory = GC.AllocateArray<nint>((int)FastSlots, pinned: true);
-
-    /// <summary>
-    /// The entries of every fast-directory slot that has no leaf: 512 empty PTEs and an even sequence count, never
-    /// written (an access to an empty PTE faults before it could set a bit), so the CPU paths need no null test.
-    /// </summary>
-    private static readonly long[] s_noEntries = GC.AllocateArray<long>(PageTableLeaf.EntryCount + 1, pinned: true);
-
-    /// <summary>Whether the shared empty entries are still all zero: the invariant checker's and DEBUG builds' check that no access wrote them.</summary>
-    internal static bool EmptyEntriesUntouched => Array.TrueForAll(s_noEntries, static entry => entry == 0);
+    // The flat memory of the fast span: FastLeaves sequence counts, then FastPages PTEs.
+    private readonly FastTableMemory _fastMemory = new((nuint)(FastLeaves + (long)FastPages) * sizeof(long));
 
     internal PageTable()
     {
-        FastDirectory = (long**)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_fastDirectory));
-        _fastDirectory.AsSpan().Fill((nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(s_noEntries)));
+        FastPtes = _fastMemory.Base + FastLeaves;
     }
 
-    /// <summary>The first slot of the fast directory: each slot holds the entries of the leaf covering that 2 MiB, or empty ones.</summary>
+    /// <summary>
+    /// The PTE of page <c>FastBase + i * PageSize</c> at <c>FastPtes[i]</c>, and the sequence count of the leaf holding
+    /// it at <c>FastPtes[(i &gt;&gt; 9) - FastLeaves]</c>: zero (no mapping, an even count) until a leaf is created.
+    /// Only leaves write there; every other user reads.
+    /// </summary>
     /// <remarks>Valid while this table is reachable: a caller holding only the pointer keeps the table alive itself.</remarks>
-    internal long** FastDirectory { get; }
+    internal long* FastPtes { get; }
 
     /// <summary>The leaf covering <paramref name="address"/>, or null when none was ever created or the address is past the space.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -80,37 +75,19 @@ internal sealed unsafe class PageTable
         return l3 is null ? null : Slot(l3, (int)(address >> L3Shift) & Mask);
     }
 
-    /// <summary>
-    /// The entries (PTEs, then the sequence count) covering <paramref name="address"/>, the fast directory first; empty
-    /// entries there or null elsewhere when no leaf covers it.
-    /// </summary>
+    /// <summary>The PTE of <paramref name="address"/>: in the flat PTEs within the fast span, else in its leaf; null when no leaf covers it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static long* FindEntries(long** fastDirectory, PageTable table, ulong address)
+    internal static long* FindPte(long* fastPtes, PageTable table, ulong address)
     {
-        var slot = FastSlotOf(address);
-        if (slot < FastSlots)
+        var page = (address - FastBase) >> PagePool.PageShift;
+        if (page < FastPages)
         {
-            return fastDirectory[(nint)slot];
+            return fastPtes + page;
         }
 
         var leaf = table.FindLeaf(address);
-        return leaf is null ? null : leaf.EntriesAddress;
+        return leaf is null ? null : leaf.EntriesAddress + PageTableLeaf.IndexOf(address);
     }
-
-    /// <summary>The entries covering <paramref name="address"/>, which must lie in the fast directory's span; never null.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static long* FindFastEntries(long** fastDirectory, ulong address) =>
-        fastDirectory[(nint)FastSlotOf(address)];
-
-    /// <summary>Slots of the fast directory: one per leaf of the fast span.</summary>
-    internal const ulong FastSlots = FastSpan / PageTableLeaf.SpanBytes;
-
-    /// <summary>
-    /// The fast-directory slot of <paramref name="address"/>; <see cref="FastSlots"/> or more when the address lies
-    /// outside the fast span (below it, the subtraction wraps), so one compare of the slot is the span check.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static ulong FastSlotOf(ulong address) => (address - FastBase) / PageTableLeaf.SpanBytes;
 
     /// <summary>The leaf covering <paramref name="address"/>, creating the path to it.</summary>
     internal PageTableLeaf GetOrCreateLeaf(ulong address)
@@ -125,20 +102,12 @@ internal sealed unsafe class PageTable
             return existing;
         }
 
-        var created = new PageTableLeaf(leafBase);
-        existing = Interlocked.CompareExchange(ref slot, created, null);
-        if (existing is not null)
-        {
-            return existing;
-        }
-
-        if (leafBase - FastBase < FastSpan)
-        {
-            Debug.Assert(EmptyEntriesUntouched, "the shared empty entries were written");
-            Volatile.Write(ref _fastDirectory[(leafBase - FastBase) / PageTableLeaf.SpanBytes], (nint)created.EntriesAddress);
-        }
-
-        return created;
+        // A fast-span leaf's storage is the table's flat memory: a leaf that loses the race below shares it harmlessly.
+        var fastLeaf = (leafBase - FastBase) / PageTableLeaf.SpanBytes;
+        var created = fastLeaf < FastLeaves
+            ? new PageTableLeaf(leafBase, FastPtes + (fastLeaf * PageTableLeaf.EntryCount), FastPtes - FastLeaves + fastLeaf)
+            : new PageTableLeaf(leafBase);
+        return Interlocked.CompareExchange(ref slot, created, null) ?? created;
     }
 
     /// <summary>Calls <paramref name="visit"/> for every existing leaf that overlaps <c>[start, end)</c>, in address order.</summary>

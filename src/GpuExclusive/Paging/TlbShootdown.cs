@@ -9,7 +9,7 @@ namespace GpuExclusive.Paging;
 /// frame; whoever narrows or replaces a PTE (unmap, protect, COW, grant, fork's write-protect) must not go on while a
 /// store that translated through the old entry is still running, or it could land on a page that is no longer the
 /// writer's. Linux gets this from the TLB flush IPI. (Reads need none of this: they validate against the leaf's
-/// sequence count, <see cref="PageTableLeaf.VersionIndex"/>, and retry.)
+/// sequence count, <see cref="PageTableLeaf.Version"/>, and retry.)
 /// </summary>
 /// <remarks>
 /// Each thread owns a slot holding a sequence: odd while it is inside a write access. An access bumps it to odd,
