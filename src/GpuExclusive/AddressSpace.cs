@@ -478,6 +478,9 @@ public sealed partial class AddressSpace : IDisposable
                 _disposed = true;
             }
 
+            // Every PTE is empty now: give the flat array's pages back (they read as zeros, which is what a read racing
+            // this Dispose must see). The mapping itself goes with the table's finalizer.
+            _pageTable.ReleaseFlatPtes();
             _pool.Unregister(this);
             Log.SpaceDisposed(_logger, Id, released);
         }

@@ -9,13 +9,11 @@ namespace GpuExclusive;
 /// <remarks>Insert with <see cref="AddressSpace.InsertIntervalNotifier"/>. Callbacks run under the same conditions as <see cref="MmuNotifier"/>'s.</remarks>
 public abstract class MmuIntervalNotifier
 {
-    // One word holds both the sequence (above InProgressBits) and the count of invalidations in progress (below), so
-    // starting an invalidation is one interlocked add and a reader sees both at once. Only a ReadBegin that must wait
-    // parks on _gate, and an invalidation ending looks for parked waiters (_waiters) before pulsing.
-    private const int InProgressBits = 20;
-    private const long InProgressMask = (1L << InProgressBits) - 1;
+    // _sequence and _inProgress change with interlocked operations, so an invalidation takes no lock; only a ReadBegin
+    // that must wait parks on _gate, and an invalidation ending looks for parked waiters (_waiters) before pulsing.
     private readonly object _gate = new();
-    private long _state;
+    private long _sequence;
+    private int _inProgress;
     private int _waiters;
 
     // The notifier list (of one address space) this notifier is inserted in, or null; changed under that list's lock.
@@ -49,12 +47,12 @@ public abstract class MmuIntervalNotifier
     {
         while (true)
         {
-            // The sequence and the in-progress count come from one word: a zero count means any invalidation not yet
-            // counted bumps the sequence after this read, which ReadRetry sees.
-            var state = Volatile.Read(ref _state);
-            if ((state & InProgressMask) == 0)
+            // The sequence first: an invalidation raises _inProgress before it bumps the sequence, so a zero read after
+            // the sequence means any invalidation not yet counted bumps the sequence after this read (ReadRetry sees it).
+            var sequence = Volatile.Read(ref _sequence);
+            if (Volatile.Read(ref _inProgress) == 0)
             {
-                return state >> InProgressBits;
+                return sequence;
             }
 
             lock (_gate)
@@ -64,7 +62,7 @@ public abstract class MmuIntervalNotifier
                 Interlocked.Increment(ref _waiters);
                 try
                 {
-                    while ((Volatile.Read(ref _state) & InProgressMask) != 0)
+                    while (Volatile.Read(ref _inProgress) > 0)
                     {
                         Monitor.Wait(_gate);
                     }
@@ -77,7 +75,8 @@ public abstract class MmuIntervalNotifier
         }
     }
 
-    public bool ReadRetry(long sequence) => Volatile.Read(ref _state) >> InProgressBits != sequence;
+    /// <summary>True when an invalidation began since <paramref name="sequence"/> was read (<c>mmu_interval_read_retry</c>).</summary>
+    public bool ReadRetry(long sequence) => Volatile.Read(ref _sequence) != sequence;
 
     /// <summary>
     /// Return true for events this notifier must not react to — a device ignores the
@@ -97,16 +96,18 @@ public abstract class MmuIntervalNotifier
     /// <summary>Marks the notifier removed from <paramref name="list"/> (nothing when it is not inserted there).</summary>
     internal void Release(object list) => Interlocked.CompareExchange(ref _insertedIn, null, list);
 
-    internal void MarkInvalidating() =>
-        // In progress and a new sequence at once: see ReadBegin. (2^20 invalidations of one notifier in progress at once
-        // would be 2^20 threads inside its callbacks.)
-        Interlocked.Add(ref _state, (1L << InProgressBits) + 1);
+    internal void MarkInvalidating()
+    {
+        // In progress first, then the sequence: see ReadBegin.
+        Interlocked.Increment(ref _inProgress);
+        Interlocked.Increment(ref _sequence);
+    }
 
     internal void InvokeInvalidate(in NotifierRange range) => Invalidate(range);
 
     internal void EndInvalidation()
     {
-        if ((Interlocked.Decrement(ref _state) & InProgressMask) == 0 && Volatile.Read(ref _waiters) > 0)
+        if (Interlocked.Decrement(ref _inProgress) == 0 && Volatile.Read(ref _waiters) > 0)
         {
             lock (_gate)
             {

@@ -15,6 +15,8 @@ namespace GpuExclusive.Paging;
 /// </remarks>
 internal sealed unsafe class FastTableMemory : SafeHandle
 {
+    // MAP_NORESERVE on x86-64 and arm64. Under strict overcommit (vm.overcommit_memory=2) the kernel ignores it and
+    // charges the whole reservation to the commit limit.
     private const int MapNoReserve = 0x4000;
 
     private readonly nuint _bytes;
@@ -42,6 +44,20 @@ internal sealed unsafe class FastTableMemory : SafeHandle
     }
 
     internal long* Base => (long*)handle;
+
+    /// <summary>Returns <paramref name="length"/> bytes from <paramref name="offset"/> (page-aligned) to the OS; they read as zeros.</summary>
+    internal void Discard(ulong offset, ulong length)
+    {
+        if (_fromMmap)
+        {
+            // Advice, not a promise: if it fails the pages stay, already zero, until the mapping goes.
+            _ = LinuxMemory.Madvise(handle + (nint)offset, (nuint)length, LinuxMemory.MadvDontNeed);
+        }
+        else
+        {
+            NativeMemory.Clear((byte*)handle + offset, (nuint)length);
+        }
+    }
 
     public override bool IsInvalid => handle == IntPtr.Zero;
 

@@ -75,6 +75,13 @@ internal sealed unsafe class PageTable
         return l3 is null ? null : Slot(l3, (int)(address >> L3Shift) & Mask);
     }
 
+    /// <summary>
+    /// Gives the memory of the flat PTEs back to the OS once every PTE is empty (the space is disposed); they read as
+    /// zeros afterwards. The sequence counts are kept: resetting one to zero could let a reader that started before
+    /// accept a read.
+    /// </summary>
+    internal void ReleaseFlatPtes() => _fastMemory.Discard(FastLeaves * sizeof(long), FastPages * sizeof(long));
+
     /// <summary>The PTE of <paramref name="address"/>: in the flat PTEs within the fast span, else in its leaf; null when no leaf covers it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static long* FindPte(long* fastPtes, PageTable table, ulong address)
@@ -105,7 +112,7 @@ internal sealed unsafe class PageTable
         // A fast-span leaf's storage is the table's flat memory: a leaf that loses the race below shares it harmlessly.
         var fastLeaf = (leafBase - FastBase) / PageTableLeaf.SpanBytes;
         var created = fastLeaf < FastLeaves
-            ? new PageTableLeaf(leafBase, FastPtes + (fastLeaf * PageTableLeaf.EntryCount), FastPtes - FastLeaves + fastLeaf)
+            ? new PageTableLeaf(leafBase, _fastMemory, FastPtes + (fastLeaf * PageTableLeaf.EntryCount), FastPtes - FastLeaves + fastLeaf)
             : new PageTableLeaf(leafBase);
         return Interlocked.CompareExchange(ref slot, created, null) ?? created;
     }

@@ -19,6 +19,9 @@ internal sealed unsafe class PageTableLeaf
     // Storage of a leaf outside the fast span: its PTEs, then its sequence count. Pinned, so the pointers hold.
     private readonly long[]? _storage;
 
+    // The flat memory a fast-span leaf's pointers point into, held so that a leaf kept alive keeps it mapped.
+    private readonly FastTableMemory? _flatMemory;
+
     /// <summary>A leaf outside the fast span, with storage of its own.</summary>
     internal PageTableLeaf(ulong baseAddress)
     {
@@ -29,9 +32,10 @@ internal sealed unsafe class PageTableLeaf
     }
 
     /// <summary>A leaf of the fast span, whose PTEs and sequence count live in its table's flat memory.</summary>
-    internal PageTableLeaf(ulong baseAddress, long* entries, long* version)
+    internal PageTableLeaf(ulong baseAddress, FastTableMemory flatMemory, long* entries, long* version)
     {
         BaseAddress = baseAddress;
+        _flatMemory = flatMemory;
         EntriesAddress = entries;
         VersionAddress = version;
     }

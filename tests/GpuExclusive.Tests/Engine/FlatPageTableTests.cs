@@ -92,4 +92,37 @@ public sealed class FlatPageTableTests
         Assert.Equal(7, space.Read<int>(mapped + Page));
         Assert.Empty(InvariantChecker.Collect(pool));
     }
+
+    [Fact]
+    public void ReleaseFlatPtes_ZeroesThePtes_ButKeepsTheSequenceCounts()
+    {
+        var table = new PageTable();
+        var leaf = table.GetOrCreateLeaf(PageTable.FastBase + (9 * PageTableLeaf.SpanBytes));
+        leaf.Entries[3] = Pte.MakePresent(11, Pte.Young);
+        leaf.BeginChange();
+        leaf.EndChange();
+
+        table.ReleaseFlatPtes();
+
+        Assert.Equal(0, leaf.Entries[3]);
+        // A count going back to zero could let a read that started before it match again: it must survive.
+        Assert.Equal(2, leaf.Version);
+    }
+
+    [Fact]
+    public void ReadsOfADisposedSpace_ThrowObjectDisposed_NotCrash()
+    {
+        using var pool = new PagePool(16);
+        var space = new AddressSpace(pool);
+        var address = space.Map(2 * Page, Protection.ReadWrite);
+        space.Write(address, 5);
+        Assert.Equal(5, space.Read<int>(address));
+
+        space.Dispose();
+
+        Assert.Throws<ObjectDisposedException>(() => space.Read<int>(address));
+        Assert.Throws<ObjectDisposedException>(() => space.Write(address, 6));
+        Assert.Equal(0, space.PeekPte(address));
+        Assert.Equal(pool.Capacity, pool.FreePages);
+    }
 }
