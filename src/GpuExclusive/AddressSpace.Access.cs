@@ -72,10 +72,11 @@ public sealed partial class AddressSpace
         var spinner = new SpinWait();
         while (true)
         {
-            var leaf = _pageTable.FindLeaf(address);
-            if (leaf is not null)
+            // In the fast span the count is found by indexing, like the PTE: no radix walk on the way to the fault.
+            var versionAddress = PageTable.FindVersion(_fastPtes, _pageTable, address);
+            if (versionAddress != null)
             {
-                var version = Volatile.Read(ref leaf.Version);
+                var version = Volatile.Read(ref *versionAddress);
                 if ((version & 1) != 0)
                 {
                     spinner.SpinOnce();
@@ -87,7 +88,7 @@ public sealed partial class AddressSpace
                 {
                     var value = Unsafe.ReadUnaligned<T>(pointer);
                     Volatile.ReadBarrier();
-                    if (Volatile.Read(ref leaf.Version) == version)
+                    if (Volatile.Read(ref *versionAddress) == version)
                     {
                         return value;
                     }

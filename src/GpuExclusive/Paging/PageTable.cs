@@ -96,6 +96,23 @@ internal sealed unsafe class PageTable
         return leaf is null ? null : leaf.EntriesAddress + PageTableLeaf.IndexOf(address);
     }
 
+    /// <summary>
+    /// The sequence count of the leaf holding <paramref name="address"/>'s PTE: below the flat PTEs within the fast span
+    /// (an even zero until a leaf exists), else in its leaf; null when no leaf covers it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long* FindVersion(long* fastPtes, PageTable table, ulong address)
+    {
+        var page = (address - FastBase) >> PagePool.PageShift;
+        if (page < FastPages)
+        {
+            return fastPtes + ((nint)(page >> PageTableLeaf.IndexBits) - FastLeaves);
+        }
+
+        var leaf = table.FindLeaf(address);
+        return leaf is null ? null : leaf.VersionAddress;
+    }
+
     /// <summary>The leaf covering <paramref name="address"/>, creating the path to it.</summary>
     internal PageTableLeaf GetOrCreateLeaf(ulong address)
     {
