@@ -28,14 +28,14 @@ internal sealed class MmapLock
     private int _state;
     private int _writerThread; // the managed thread id of the writer that holds or waits for the lock, else 0
     private readonly Lock _writers = new(); // one writer at a time
+    // Neither event is ever disposed: a thread may still be leaving the lock of a disposed space, and an event only
+    // holds an OS handle after a long wait, which its SafeHandle's finalizer releases.
     private readonly ManualResetEventSlim _noWriter = new(initialState: true);
     private readonly ManualResetEventSlim _readersGone = new(initialState: false);
 
     // The lock whose holder is running a notifier callback on this thread (the innermost, if callbacks nest), else null.
     [ThreadStatic]
     private static MmapLock? t_callbackUnder;
-    // Neither event is ever disposed: a thread may still be leaving the lock of a disposed space, and an event only
-    // holds an OS handle after a long wait, which its SafeHandle's finalizer releases.
 
     /// <summary>Whether a writer holds the lock or waits for it (for tests and diagnostics).</summary>
     internal bool IsWriterPending => (Volatile.Read(ref _state) & WriterWaiting) != 0;
