@@ -30,9 +30,10 @@ public abstract partial class DeviceExclusiveContract
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
             try
             {
-                // At least Batches batches, and on until the CPU threads got going: a fast device could otherwise be
-                // done before they start, and nothing would have contended.
-                for (var b = 0; b < Batches || (Volatile.Read(ref cpuProgress[0]) + Volatile.Read(ref cpuProgress[1]) < 10_000 && DateTime.UtcNow < deadline); b++)
+                // At least Batches batches, and on until the CPU threads got going and took the page back from a batch
+                // at least once: a fast device could otherwise be done before they start, or (descheduled between two
+                // batches while they add) see them finish without ever meeting them, and nothing would have contended.
+                for (var b = 0; b < Batches || ((Volatile.Read(ref cpuProgress[0]) + Volatile.Read(ref cpuProgress[1]) < 10_000 || revoked <= 1) && DateTime.UtcNow < deadline); b++)
                 {
                     batches++;
                     var ops = new AtomicOp[SharedOpsPerBatch + DedicatedOpsPerBatch];
