@@ -26,12 +26,12 @@ public sealed partial class AddressSpace
         // span check and the PTE's index, and every step is a raw load with no null or bounds check; loading the
         // array first makes that load this method's null check of this.
         var ptes = _fastPtes;
-        var page = (address - PageTable.FastBase) >> PagePool.PageShift;
+        var page = PageTable.FastPageOf(address);
         var pageOffset = address & AddressRange.PageMask;
         // sizeof(T) is a JIT-time constant: the first test folds away, and keeps the subtraction from wrapping.
         if (sizeof(T) <= PagePool.PageSize && page < PageTable.FastPages && pageOffset <= PagePool.PageSize - (ulong)sizeof(T))
         {
-            ref var version = ref ptes[(nint)(page >> PageTableLeaf.IndexBits) - PageTable.FastLeaves];
+            ref var version = ref ptes[PageTable.FastVersionIndex(page)];
             var start = Volatile.Read(ref version);
             var pte = Volatile.Read(ref ptes[(nint)page]);
             // (pte - ReadableYoung) & ReadableYoungMask is zero exactly when pte has both bits of ReadableYoung and neither

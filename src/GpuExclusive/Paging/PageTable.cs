@@ -53,6 +53,17 @@ internal sealed unsafe class PageTable
     /// <remarks>Valid while this table is reachable: a caller holding only the pointer keeps the table alive itself.</remarks>
     internal long* FastPtes { get; }
 
+    /// <summary>
+    /// The index in <see cref="FastPtes"/> of <paramref name="address"/>'s PTE: <see cref="FastPages"/> or more when the
+    /// address lies outside the fast span (below it, the subtraction wraps), so one compare is the span check.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong FastPageOf(ulong address) => (address - FastBase) >> PagePool.PageShift;
+
+    /// <summary>The index in <see cref="FastPtes"/> (negative: just below the PTEs) of the sequence count of the leaf holding fast page <paramref name="page"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static nint FastVersionIndex(ulong page) => (nint)(page >> PageTableLeaf.IndexBits) - FastLeaves;
+
     /// <summary>The leaf covering <paramref name="address"/>, or null when none was ever created or the address is past the space.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal PageTableLeaf? FindLeaf(ulong address)
@@ -86,7 +97,7 @@ internal sealed unsafe class PageTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static long* FindPte(long* fastPtes, PageTable table, ulong address)
     {
-        var page = (address - FastBase) >> PagePool.PageShift;
+        var page = FastPageOf(address);
         if (page < FastPages)
         {
             return fastPtes + page;
@@ -103,10 +114,10 @@ internal sealed unsafe class PageTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static long* FindVersion(long* fastPtes, PageTable table, ulong address)
     {
-        var page = (address - FastBase) >> PagePool.PageShift;
+        var page = FastPageOf(address);
         if (page < FastPages)
         {
-            return fastPtes + ((nint)(page >> PageTableLeaf.IndexBits) - FastLeaves);
+            return fastPtes + FastVersionIndex(page);
         }
 
         var leaf = table.FindLeaf(address);
@@ -127,9 +138,9 @@ internal sealed unsafe class PageTable
         }
 
         // A fast-span leaf's storage is the table's flat memory: a leaf that loses the race below shares it harmlessly.
-        var fastLeaf = (leafBase - FastBase) / PageTableLeaf.SpanBytes;
-        var created = fastLeaf < FastLeaves
-            ? new PageTableLeaf(leafBase, _fastMemory, FastPtes + (fastLeaf * PageTableLeaf.EntryCount), FastPtes - FastLeaves + fastLeaf)
+        var fastPage = FastPageOf(leafBase);
+        var created = fastPage < FastPages
+            ? new PageTableLeaf(leafBase, _fastMemory, FastPtes + fastPage, FastPtes + FastVersionIndex(fastPage))
             : new PageTableLeaf(leafBase);
         return Interlocked.CompareExchange(ref slot, created, null) ?? created;
     }

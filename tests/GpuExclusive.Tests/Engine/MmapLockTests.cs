@@ -18,11 +18,7 @@ public sealed class MmapLockTests
     {
         var mmap = new MmapLock();
         mmap.EnterReadLock();
-        var other = TestThread.Start(() =>
-        {
-            mmap.EnterReadLock();
-            mmap.ExitReadLock();
-        });
+        var other = ReadOnce(mmap);
 
         Assert.True(other.Join(Patience), "a second reader waited for the first");
         mmap.ExitReadLock();
@@ -48,11 +44,7 @@ public sealed class MmapLockTests
         mmap.ExitReadLock();
         Assert.True(writerIn.Wait(Patience), "the writer never got in after the reader left");
 
-        var reader = TestThread.Start(() =>
-        {
-            mmap.EnterReadLock();
-            mmap.ExitReadLock();
-        });
+        var reader = ReadOnce(mmap);
         Assert.False(reader.Join(Settle), "a reader got in while the writer held the lock");
         writerMayLeave.Set();
         Assert.True(writer.Join(Patience) && reader.Join(Patience), "the reader never got in after the writer left");
@@ -63,27 +55,15 @@ public sealed class MmapLockTests
     {
         var mmap = new MmapLock();
         mmap.EnterReadLock();
-        var writer = TestThread.Start(() =>
-        {
-            mmap.EnterWriteLock();
-            mmap.ExitWriteLock();
-        });
+        var writer = WriteOnce(mmap);
         WaitUntil(() => mmap.IsWriterPending, "the writer never claimed the lock");
 
-        var newReader = TestThread.Start(() =>
-        {
-            mmap.EnterReadLock();
-            mmap.ExitReadLock();
-        });
+        var newReader = ReadOnce(mmap);
         Assert.False(newReader.Join(Settle), "a new reader overtook the waiting writer");
 
         // This thread reads already (a fault whose notifier callback inspects the space): it must get in, or the waiting
         // writer, which waits for this thread to leave, would never be let in.
-        var barging = TestThread.Start(() =>
-        {
-            mmap.EnterReadLockBarging();
-            mmap.ExitReadLock();
-        });
+        var barging = ReadOnce(mmap, barging: true);
         Assert.True(barging.Join(Patience), "a barging reader waited for a writer that only waits");
 
         mmap.ExitReadLock();
@@ -95,11 +75,7 @@ public sealed class MmapLockTests
     {
         var mmap = new MmapLock();
         mmap.EnterWriteLock();
-        var barging = TestThread.Start(() =>
-        {
-            mmap.EnterReadLockBarging();
-            mmap.ExitReadLock();
-        });
+        var barging = ReadOnce(mmap, barging: true);
 
         Assert.False(barging.Join(Settle), "a barging reader got in while a writer held the lock");
         mmap.ExitWriteLock();
@@ -188,6 +164,27 @@ public sealed class MmapLockTests
         Assert.Equal(2 * WriterRounds, second);
         Assert.False(mmap.IsWriterPending);
     }
+
+    // A thread that takes the lock once, for reading (barging past a waiting writer if asked) or for writing, and leaves.
+    private static TestThread ReadOnce(MmapLock mmap, bool barging = false) => TestThread.Start(() =>
+    {
+        if (barging)
+        {
+            mmap.EnterReadLockBarging();
+        }
+        else
+        {
+            mmap.EnterReadLock();
+        }
+
+        mmap.ExitReadLock();
+    });
+
+    private static TestThread WriteOnce(MmapLock mmap) => TestThread.Start(() =>
+    {
+        mmap.EnterWriteLock();
+        mmap.ExitWriteLock();
+    });
 
     private static void WaitUntil(Func<bool> condition, string failure)
     {
