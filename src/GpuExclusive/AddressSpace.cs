@@ -29,6 +29,8 @@ public sealed partial class AddressSpace : IDisposable
     private readonly PagePool _pool;
     private readonly ILoggerFactory? _loggerFactory;
     private readonly ILogger _logger;
+    // False for the null logger: the revocation fault then skips even the level check.
+    private readonly bool _hasLogger;
 
     // The mmap lock (Linux mmap_lock): held for writing to change _areas or walk many PTEs (map, unmap, protect,
     // fork, …), for reading by faults and Inspect. Guards _areas, _nextMapAddress and the VMAs' fields.
@@ -57,7 +59,8 @@ public sealed partial class AddressSpace : IDisposable
             _frameBase = pool.BaseAddress;
         }
         _loggerFactory = loggerFactory;
-        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<AddressSpace>();
+        _logger = EngineLoggers.Create<AddressSpace>(loggerFactory);
+        _hasLogger = EngineLoggers.IsReal(_logger);
         Id = Interlocked.Increment(ref s_nextId);
         if (Id >= 1 << 27)
         {

@@ -57,7 +57,7 @@ public sealed unsafe class PagePool : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacityPages, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(capacityPages, int.MaxValue);
-        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<PagePool>();
+        _logger = EngineLoggers.Create<PagePool>(loggerFactory);
         Capacity = capacityPages;
         var bytes = (nuint)capacityPages * PageSize;
 
@@ -121,6 +121,7 @@ public sealed unsafe class PagePool : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ref FrameMeta Meta(long frame) => ref _meta[frame];
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal FrameFlags Flags(long frame) => (FrameFlags)Volatile.Read(ref _meta[frame].State) & FrameFlags.All;
 
     internal void SetFlags(long frame, FrameFlags flags) => Interlocked.Or(ref _meta[frame].State, (int)flags);
@@ -156,6 +157,7 @@ public sealed unsafe class PagePool : IDisposable
     }
 
     /// <summary>Takes a reference unless the frame is already free (<c>folio_try_get</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryGet(long frame)
     {
         ref var refCount = ref _meta[frame].RefCount;
@@ -175,16 +177,23 @@ public sealed unsafe class PagePool : IDisposable
     }
 
     /// <summary>Drops a reference; the last one returns the frame to the pool (<c>folio_put</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Put(long frame)
     {
-        ref var meta = ref _meta[frame];
-        var after = Interlocked.Decrement(ref meta.RefCount);
+        var after = Interlocked.Decrement(ref _meta[frame].RefCount);
         Debug.Assert(after >= 0, "Put below zero");
-        if (after != 0)
+        if (after == 0)
         {
-            return;
+            Free(frame);
         }
+    }
 
+    // The last reference went: back to the free list. Out of line, so that Put inlines into the paths that drop a
+    // transient reference (every revocation takes one).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void Free(long frame)
+    {
+        ref var meta = ref _meta[frame];
         Debug.Assert(meta.MapCount == 0, "frame freed while still mapped");
         Debug.Assert(meta.Rmap == 0, "frame freed with reverse-map entries");
         Debug.Assert(meta.State == 0 || (meta.State & ~(int)FrameFlags.All) == 0, "frame freed while locked or waited for");

@@ -30,6 +30,8 @@ public sealed partial class DeviceMirror : IDisposable
     private readonly ExclusiveDevice _device;
     private readonly MemoryBuffer _pool;
     private readonly ILogger _logger;
+    // False for the null logger: the one-page invalidation (every revocation) then skips even the level check.
+    private readonly bool _hasLogger;
     private readonly IDisposable _registration;
 
     // The mirror lock (the driver mutex of nouveau/test_hmm): guards _slots, _slotPages, _slotCount, the contents of
@@ -57,7 +59,8 @@ public sealed partial class DeviceMirror : IDisposable
         _device = device;
         _pool = pool;
         Space = space;
-        _logger = device.LoggerFactory.CreateLogger<DeviceMirror>();
+        _logger = EngineLoggers.Create<DeviceMirror>(device.LoggerFactory);
+        _hasLogger = EngineLoggers.IsReal(_logger);
         _table = device.AllocateShared<long>(InitialSlots);
         _registration = space.InsertIntervalNotifier(new MirrorNotifier(this), 0, PageTable.AddressLimit);
         space.AttachMirror(this);
@@ -341,14 +344,23 @@ public sealed partial class DeviceMirror : IDisposable
     /// still reading one of them or applying an atomic through it (their hazard words). The kernel keeps running: ops
     /// on the cleared pages fault and are replayed after a grant; the rest of the batch goes on.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Invalidate(in NotifierRange range)
     {
         if (range.End - range.Start == PagePool.PageSize && (range.Start & AddressRange.PageMask) == 0)
         {
             InvalidatePage(range);
-            return;
         }
+        else
+        {
+            InvalidateRange(range);
+        }
+    }
 
+    /// <summary><see cref="Invalidate"/> of anything but one page: the cleared slots are collected, then waited on together.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void InvalidateRange(in NotifierRange range)
+    {
         var cleared = t_clearedSlots ??= [];
         cleared.Clear();
         lock (_lock)
@@ -390,7 +402,10 @@ public sealed partial class DeviceMirror : IDisposable
         }
 
         _device.WaitForHazards(new Span<int>(ref slot));
-        DeviceLog.Invalidated(_logger, Space.Id, 1, range.Event, range.Start, range.End);
+        if (_hasLogger)
+        {
+            DeviceLog.Invalidated(_logger, Space.Id, 1, range.Event, range.Start, range.End);
+        }
     }
 
     // Slots an invalidation of a range cleared, reused per thread: an unmap or a protect allocates nothing.

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using GpuExclusive.Diagnostics;
 using GpuExclusive.Memory;
@@ -309,7 +310,11 @@ public sealed partial class AddressSpace
     /// <returns>False only when <paramref name="mayBlock"/> is false and the page lock is busy.</returns>
     private bool RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, bool mayBlock = true, object? owner = null)
     {
-        Log.Fault(_logger, Id, "device-exclusive", page, false);
+        if (_hasLogger)
+        {
+            Log.Fault(_logger, Id, "device-exclusive", page, false);
+        }
+
         var frame = Pte.Frame(pte);
         if (!_pool.TryGet(frame))
         {
@@ -369,6 +374,7 @@ public sealed partial class AddressSpace
     /// and uffd-wp carried back, writable only when the area is writable, no soft-dirty or uffd-wp tracking needs a
     /// write fault, and the frame is exclusive to this space; dirty only when writable and the frame is dirty.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal long RestoredPte(Vma area, long frame, long exclusiveEntry)
     {
         var softDirty = Pte.Has(exclusiveEntry, Pte.SoftDirty);

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace GpuExclusive.Memory;
 
 /// <summary>
@@ -17,6 +19,7 @@ internal static class FrameLock
     // Hashed wait queues: frames that share a gate just wake each other spuriously.
     private static readonly object[] Gates = CreateGates(256);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool TryLock(ref int lockWord)
     {
         while (true)
@@ -38,13 +41,19 @@ internal static class FrameLock
     internal static bool IsLocked(ref int lockWord) => (Volatile.Read(ref lockWord) & LockedBit) != 0;
 
     /// <summary>Locks the frame, sleeping while another holder has it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Lock(ref int lockWord, long frame)
     {
-        if (TryLock(ref lockWord))
+        if (!TryLock(ref lockWord))
         {
-            return;
+            LockContended(ref lockWord, frame);
         }
+    }
 
+    // Out of line: the uncontended lock above is all a revocation or a grant normally runs.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void LockContended(ref int lockWord, long frame)
+    {
         var spinner = new SpinWait();
         for (var i = 0; i < SpinsBeforeSleeping; i++)
         {
@@ -69,17 +78,24 @@ internal static class FrameLock
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Unlock(ref int lockWord, long frame)
     {
         var before = Interlocked.And(ref lockWord, ~LockedBit);
         System.Diagnostics.Debug.Assert((before & LockedBit) != 0, "Unlock of a frame that is not locked");
         if ((before & WaiterMask) != 0)
         {
-            var gate = Gates[frame & (Gates.Length - 1)];
-            lock (gate)
-            {
-                Monitor.PulseAll(gate);
-            }
+            WakeWaiters(frame);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WakeWaiters(long frame)
+    {
+        var gate = Gates[frame & (Gates.Length - 1)];
+        lock (gate)
+        {
+            Monitor.PulseAll(gate);
         }
     }
 

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace GpuExclusive;
 
 /// <summary>
@@ -9,11 +11,17 @@ namespace GpuExclusive;
 /// <remarks>Insert with <see cref="AddressSpace.InsertIntervalNotifier"/>. Callbacks run under the same conditions as <see cref="MmuNotifier"/>'s.</remarks>
 public abstract class MmuIntervalNotifier
 {
-    // _sequence and _inProgress change with interlocked operations, so an invalidation takes no lock; only a ReadBegin
-    // that must wait parks on _gate, and an invalidation ending looks for parked waiters (_waiters) before pulsing.
+    // One word holds the sequence (high 32 bits) and the count of invalidations in progress (low 32 bits), so starting
+    // an invalidation is one interlocked add and a reader sees both at once. The count cannot carry into the sequence: a
+    // fork holds one invalidation per area, and 2^32 areas would not fit in memory. The sequence wraps after 2^32
+    // invalidations, as Linux's does on 32-bit machines: a ReadRetry misses a change only if a multiple of 2^32
+    // invalidations (minutes of nothing else) fell between it and its ReadBegin. Only a ReadBegin that must wait parks
+    // on _gate, and an invalidation ending looks for parked waiters (_waiters) before pulsing.
+    private const int SequenceShift = 32;
+    private const long InProgressMask = (1L << SequenceShift) - 1;
+    private const long OneInvalidation = (1L << SequenceShift) + 1;
     private readonly object _gate = new();
-    private long _sequence;
-    private int _inProgress;
+    private long _state;
     private int _waiters;
 
     // The notifier list (of one address space) this notifier is inserted in, or null; changed under that list's lock.
@@ -47,12 +55,12 @@ public abstract class MmuIntervalNotifier
     {
         while (true)
         {
-            // The sequence first: an invalidation raises _inProgress before it bumps the sequence, so a zero read after
-            // the sequence means any invalidation not yet counted bumps the sequence after this read (ReadRetry sees it).
-            var sequence = Volatile.Read(ref _sequence);
-            if (Volatile.Read(ref _inProgress) == 0)
+            // The sequence and the count come from one read: a zero count means any invalidation not yet counted bumps
+            // the sequence after this read, which ReadRetry sees.
+            var state = Volatile.Read(ref _state);
+            if ((state & InProgressMask) == 0)
             {
-                return sequence;
+                return state >>> SequenceShift;
             }
 
             lock (_gate)
@@ -62,7 +70,7 @@ public abstract class MmuIntervalNotifier
                 Interlocked.Increment(ref _waiters);
                 try
                 {
-                    while (Volatile.Read(ref _inProgress) > 0)
+                    while ((Volatile.Read(ref _state) & InProgressMask) != 0)
                     {
                         Monitor.Wait(_gate);
                     }
@@ -76,7 +84,7 @@ public abstract class MmuIntervalNotifier
     }
 
     /// <summary>True when an invalidation began since <paramref name="sequence"/> was read (<c>mmu_interval_read_retry</c>).</summary>
-    public bool ReadRetry(long sequence) => Volatile.Read(ref _sequence) != sequence;
+    public bool ReadRetry(long sequence) => Volatile.Read(ref _state) >>> SequenceShift != sequence;
 
     /// <summary>
     /// Return true for events this notifier must not react to — a device ignores the
@@ -96,23 +104,28 @@ public abstract class MmuIntervalNotifier
     /// <summary>Marks the notifier removed from <paramref name="list"/> (nothing when it is not inserted there).</summary>
     internal void Release(object list) => Interlocked.CompareExchange(ref _insertedIn, null, list);
 
-    internal void MarkInvalidating()
-    {
-        // In progress first, then the sequence: see ReadBegin.
-        Interlocked.Increment(ref _inProgress);
-        Interlocked.Increment(ref _sequence);
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void MarkInvalidating() =>
+        // In progress and a new sequence at once: see ReadBegin.
+        Interlocked.Add(ref _state, OneInvalidation);
 
     internal void InvokeInvalidate(in NotifierRange range) => Invalidate(range);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void EndInvalidation()
     {
-        if (Interlocked.Decrement(ref _inProgress) == 0 && Volatile.Read(ref _waiters) > 0)
+        if ((Interlocked.Decrement(ref _state) & InProgressMask) == 0 && Volatile.Read(ref _waiters) > 0)
         {
-            lock (_gate)
-            {
-                Monitor.PulseAll(_gate);
-            }
+            WakeReaders();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WakeReaders()
+    {
+        lock (_gate)
+        {
+            Monitor.PulseAll(_gate);
         }
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using GpuExclusive.Diagnostics;
 using GpuExclusive.Paging;
 
@@ -68,7 +69,7 @@ internal sealed class NotifierList(MmapLock mmapLock)
         where T : class => [.. items.Where(existing => !ReferenceEquals(existing, item))];
 
     /// <summary>Fires <c>invalidate_range_start</c> for <paramref name="range"/>; dispose the scope after the PTEs changed.</summary>
-    internal Scope Start(NotifierRange range)
+    internal Scope Start(in NotifierRange range)
     {
         var notifiers = Volatile.Read(ref _notifiers);
         var intervals = Volatile.Read(ref _intervals);
@@ -78,6 +79,55 @@ internal sealed class NotifierList(MmapLock mmapLock)
         }
 
         EngineMetrics.NotifierInvalidations.Add(1);
+        if (notifiers.Length != 0)
+        {
+            StartNotifiers(notifiers, range);
+        }
+
+        // Bump every honoured interval's sequence before any callback runs: a driver that clears its mapping in one
+        // notifier's callback and validates a new one against another notifier's sequence must see the bump first.
+        // Whether an interval honours the range is decided once (bit i for interval i; past 64 the virtual check is
+        // simply repeated, since it must give the same answer): the callbacks and the end need the same answer.
+        var honoured = 0UL;
+        for (var i = 0; i < intervals.Length; i++)
+        {
+            var interval = intervals[i];
+            if (Honours(interval, range))
+            {
+                interval.MarkInvalidating();
+                honoured |= i < 64 ? 1UL << i : 0;
+            }
+        }
+
+        for (var i = 0; i < intervals.Length; i++)
+        {
+            var interval = intervals[i];
+            if (!Honoured(honoured, i, interval, range))
+            {
+                continue;
+            }
+
+            if (interval.IsEngineOwned)
+            {
+                interval.InvokeInvalidate(range);
+                continue;
+            }
+
+            InvokeAsCallback(interval, range);
+        }
+
+        // The common end needs only the intervals and the bits; anything more (notifiers to call, intervals past 64,
+        // which need the range again) is carried on the heap, so the scope stays two words and is returned in registers.
+        return notifiers.Length == 0 && intervals.Length <= 64
+            ? new Scope(intervals, honoured)
+            : new Scope(new SlowEnd(mmapLock, notifiers, intervals, range), honoured);
+    }
+
+    // User callbacks run marked (and out of line: the thread-static mark is not on the path of the engine's own
+    // notifiers, which every revocation fires).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void StartNotifiers(MmuNotifier[] notifiers, in NotifierRange range)
+    {
         foreach (var notifier in notifiers)
         {
             using (mmapLock.EnterCallback())
@@ -85,52 +135,74 @@ internal sealed class NotifierList(MmapLock mmapLock)
                 notifier.InvalidateStart(range);
             }
         }
-
-        // Bump every honoured interval's sequence before any callback runs: a driver that clears its mapping in one
-        // notifier's callback and validates a new one against another notifier's sequence must see the bump first.
-        foreach (var interval in intervals)
-        {
-            if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
-            {
-                interval.MarkInvalidating();
-            }
-        }
-
-        foreach (var interval in intervals)
-        {
-            if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
-            {
-                if (interval.IsEngineOwned)
-                {
-                    interval.InvokeInvalidate(range);
-                    continue;
-                }
-
-                using (mmapLock.EnterCallback())
-                {
-                    interval.InvokeInvalidate(range);
-                }
-            }
-        }
-
-        return new Scope(mmapLock, notifiers, intervals, range);
     }
 
-    /// <summary>An invalidation in progress; <see cref="Dispose"/> is <c>invalidate_range_end</c>.</summary>
-    internal readonly struct Scope(MmapLock? mmapLock, MmuNotifier[]? notifiers, MmuIntervalNotifier[]? intervals, NotifierRange range) : IDisposable
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void InvokeAsCallback(MmuIntervalNotifier interval, in NotifierRange range)
     {
+        using (mmapLock.EnterCallback())
+        {
+            interval.InvokeInvalidate(range);
+        }
+    }
+
+    private static bool Honours(MmuIntervalNotifier interval, in NotifierRange range) =>
+        range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range);
+
+    private static bool Honoured(ulong honoured, int index, MmuIntervalNotifier interval, in NotifierRange range) =>
+        index < 64 ? (honoured & (1UL << index)) != 0 : Honours(interval, range);
+
+    /// <summary>
+    /// An invalidation in progress; <see cref="Dispose"/> is <c>invalidate_range_end</c>. Two words: the intervals
+    /// snapshot (or a <see cref="SlowEnd"/> with everything the end needs) and the bits of the honoured intervals.
+    /// </summary>
+    internal readonly struct Scope : IDisposable
+    {
+        // null: nothing to end; MmuIntervalNotifier[]: end the intervals whose bits are set; SlowEnd: the rest.
+        private readonly object? _end;
+        private readonly ulong _honoured;
+
+        internal Scope(object end, ulong honoured)
+        {
+            _end = end;
+            _honoured = honoured;
+        }
+
         public void Dispose()
         {
-            if (mmapLock is null || notifiers is null || intervals is null)
+            // SlowEnd is sealed, so this test is one compare; whatever else is not null is the intervals array.
+            if (_end is SlowEnd slow)
             {
-                return;
+                slow.Run(_honoured);
             }
-
-            foreach (var interval in intervals)
+            else if (_end is not null)
             {
-                if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
+                EndIntervals(Unsafe.As<MmuIntervalNotifier[]>(_end), _honoured);
+            }
+        }
+
+        private static void EndIntervals(MmuIntervalNotifier[] intervals, ulong honoured)
+        {
+            for (var i = 0; i < intervals.Length; i++)
+            {
+                if ((honoured & (1UL << i)) != 0)
                 {
-                    interval.EndInvalidation();
+                    intervals[i].EndInvalidation();
+                }
+            }
+        }
+    }
+
+    /// <summary>The end of an invalidation that has notifiers to call, or intervals past the 64 the bits cover.</summary>
+    private sealed class SlowEnd(MmapLock mmapLock, MmuNotifier[] notifiers, MmuIntervalNotifier[] intervals, NotifierRange range)
+    {
+        internal void Run(ulong honoured)
+        {
+            for (var i = 0; i < intervals.Length; i++)
+            {
+                if (Honoured(honoured, i, intervals[i], range))
+                {
+                    intervals[i].EndInvalidation();
                 }
             }
 

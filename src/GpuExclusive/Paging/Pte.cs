@@ -38,9 +38,11 @@ internal static class Pte
     private const long FrameMask = ~((1L << FrameShift) - 1);
 
     /// <summary>A present entry for <paramref name="frame"/> with the given flag bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static long MakePresent(long frame, long flags) => KindPresent | (frame << FrameShift) | (flags & ~KindMask & ~FrameMask);
 
     /// <summary>A device-exclusive entry: only the frame and the SoftDirty/UffdWp bits survive the conversion.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static long MakeDeviceExclusive(long frame, bool softDirty, bool uffdWp) =>
         KindDeviceExclusive | (frame << FrameShift) | (softDirty ? SoftDirty : 0) | (uffdWp ? UffdWp : 0);
 

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace GpuExclusive.Paging;
 
 /// <summary>The areas of one address space, sorted by start and never overlapping. Guarded by the mmap lock.</summary>
@@ -12,8 +14,9 @@ internal sealed class VmaList
     /// <summary>The area containing <paramref name="address"/>, or null.</summary>
     internal Vma? Find(ulong address)
     {
-        var index = IndexOfFirstEndingAfter(address);
-        return index < _areas.Count && _areas[index].Start <= address ? _areas[index] : null;
+        var areas = CollectionsMarshal.AsSpan(_areas);
+        var index = IndexOfFirstEndingAfter(areas, address);
+        return index < areas.Length && areas[index].Start <= address ? areas[index] : null;
     }
 
     /// <summary>The areas overlapping <c>[start, end)</c>, in order.</summary>
@@ -88,13 +91,16 @@ internal sealed class VmaList
         return candidate <= limit && length <= limit - candidate ? candidate : null;
     }
 
-    private int IndexOfFirstEndingAfter(ulong address)
+    private int IndexOfFirstEndingAfter(ulong address) => IndexOfFirstEndingAfter(CollectionsMarshal.AsSpan(_areas), address);
+
+    // Over the list's own array: every fault looks its area up here.
+    private static int IndexOfFirstEndingAfter(ReadOnlySpan<Vma> areas, ulong address)
     {
-        int low = 0, high = _areas.Count;
+        int low = 0, high = areas.Length;
         while (low < high)
         {
             var mid = (low + high) >>> 1;
-            if (_areas[mid].End <= address)
+            if (areas[mid].End <= address)
             {
                 low = mid + 1;
             }

@@ -199,6 +199,64 @@ public sealed class IntervalNotifierTests : EngineTest
         Assert.True(high.ReadRetry(highSeq));
     }
 
+    [Fact]
+    public async Task SeventyIntervals_OnOnePage_EachHonouredOneIsInvalidatedAndEnded_IgnoredOnesAreNot()
+    {
+        // More intervals than the 64 whose answer an invalidation keeps in bits: past them it asks again.
+        var space = NewSpace();
+        var a = space.Map(Page, Protection.ReadWrite);
+        space.Write(a, 1);
+        var intervals = Enumerable.Range(0, 70)
+            .Select(i => new Interval { IgnoreWhen = i % 3 == 2 ? _ => true : null })
+            .ToArray();
+        var registrations = intervals.Select(n => space.InsertIntervalNotifier(n, a, Page)).ToList();
+        var before = intervals.Select(n => n.ReadBegin()).ToArray();
+
+        space.Protect(a, Page, Protection.Read);
+
+        for (var i = 0; i < intervals.Length; i++)
+        {
+            var honoured = i % 3 != 2;
+            Assert.Equal(honoured, intervals[i].ReadRetry(before[i]));
+            Assert.Equal(honoured ? 1 : 0, intervals[i].Count);
+            // Ended: a new read begins at once (an invalidation left open would park it for good).
+            var begun = await Task.Run(intervals[i].ReadBegin).WaitAsync(TimeSpan.FromSeconds(10)); // TimeoutException: never ended
+            Assert.False(intervals[i].ReadRetry(begun));
+        }
+
+        registrations.ForEach(r => r.Dispose());
+    }
+
+    [Fact]
+    public async Task MillionsOfInvalidationsInProgressAtOnce_NeitherCarryIntoTheSequence_NorLoseTheirEnd()
+    {
+        // The sequence and the in-progress count share one word; a fork holds one invalidation per area at once, so
+        // the count must hold far more than threads could (a 20-bit count overflowed at 2^20 areas). 2^24 at once: a
+        // count of 24 bits or fewer reads zero here, and a ReadBegin would return in the middle of them.
+        const int inProgress = 1 << 24;
+        var n = new Interval();
+        var sequence = n.ReadBegin();
+
+        for (var i = 0; i < inProgress; i++)
+        {
+            n.MarkInvalidating();
+        }
+
+        Assert.True(n.ReadRetry(sequence));
+        var waiting = Task.Run(n.ReadBegin);
+        await Task.WhenAny(waiting, Task.Delay(100));
+        Assert.False(waiting.IsCompleted, "ReadBegin returned while invalidations were in progress");
+        for (var i = 0; i < inProgress; i++)
+        {
+            n.EndInvalidation();
+        }
+
+        var after = await waiting.WaitAsync(TimeSpan.FromSeconds(10)); // TimeoutException: still waiting after every end
+        // Every invalidation began after the first sequence: it moved on by exactly as many (no carry from the count).
+        Assert.Equal(sequence + inProgress, after);
+        Assert.False(n.ReadRetry(after));
+    }
+
     [Theory]
     [InlineData(1UL, 4096UL)]
     [InlineData(0UL, 0UL)]
