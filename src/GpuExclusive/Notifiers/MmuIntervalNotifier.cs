@@ -98,6 +98,9 @@ public abstract class MmuIntervalNotifier
 
     internal bool IgnoresRange(in NotifierRange range) => Ignores(range);
 
+    /// <summary>Honoured invalidations begun and not yet ended (for tests and diagnostics).</summary>
+    internal long InvalidationsInProgress => Volatile.Read(ref _state) & InProgressMask;
+
     /// <summary>Marks the notifier inserted in <paramref name="list"/>; false when it is inserted somewhere already.</summary>
     internal bool TryClaim(object list) => Interlocked.CompareExchange(ref _insertedIn, list, null) is null;
 

@@ -86,27 +86,36 @@ internal sealed class NotifierList(MmapLock mmapLock)
 
         // Bump every honoured interval's sequence before any callback runs: a driver that clears its mapping in one
         // notifier's callback and validates a new one against another notifier's sequence must see the bump first.
-        // Whether an interval honours the range is decided once (bit i for interval i; past 64 the virtual check is
-        // simply repeated, since it must give the same answer): the callbacks and the end need the same answer.
-        var honoured = 0UL;
+        // Whether an interval honours the range is decided here, once, into one bit per interval: the callbacks and the
+        // end follow those bits, so an interval removed and re-inserted elsewhere meanwhile still gets exactly one end
+        // for its one mark. Up to 64 intervals the bits are one word; past that, an array.
+        var words = intervals.Length <= 64 ? null : new ulong[(intervals.Length + 63) >> 6];
+        var firstWord = 0UL;
         for (var i = 0; i < intervals.Length; i++)
         {
             var interval = intervals[i];
-            if (Honours(interval, range))
+            if (range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range))
             {
                 interval.MarkInvalidating();
-                honoured |= i < 64 ? 1UL << i : 0;
+                if (words is null)
+                {
+                    firstWord |= 1UL << i;
+                }
+                else
+                {
+                    words[i >> 6] |= 1UL << (i & 63);
+                }
             }
         }
 
         for (var i = 0; i < intervals.Length; i++)
         {
-            var interval = intervals[i];
-            if (!Honoured(honoured, i, interval, range))
+            if (!IsHonoured(firstWord, words, i))
             {
                 continue;
             }
 
+            var interval = intervals[i];
             if (interval.IsEngineOwned)
             {
                 interval.InvokeInvalidate(range);
@@ -116,11 +125,11 @@ internal sealed class NotifierList(MmapLock mmapLock)
             InvokeAsCallback(interval, range);
         }
 
-        // The common end needs only the intervals and the bits; anything more (notifiers to call, intervals past 64,
-        // which need the range again) is carried on the heap, so the scope stays two words and is returned in registers.
-        return notifiers.Length == 0 && intervals.Length <= 64
-            ? new Scope(intervals, honoured)
-            : new Scope(new SlowEnd(mmapLock, notifiers, intervals, range), honoured);
+        // The common end needs only the intervals and the word of bits; anything more (notifiers to call, more bits) is
+        // carried on the heap, so the scope stays two words and is returned in registers.
+        return notifiers.Length == 0 && words is null
+            ? new Scope(intervals, firstWord)
+            : new Scope(new SlowEnd(mmapLock, notifiers, intervals, range, words), firstWord);
     }
 
     // User callbacks run marked (and out of line: the thread-static mark is not on the path of the engine's own
@@ -146,15 +155,13 @@ internal sealed class NotifierList(MmapLock mmapLock)
         }
     }
 
-    private static bool Honours(MmuIntervalNotifier interval, in NotifierRange range) =>
-        range.Overlaps(interval.Start, interval.End) && !interval.IgnoresRange(range);
-
-    private static bool Honoured(ulong honoured, int index, MmuIntervalNotifier interval, in NotifierRange range) =>
-        index < 64 ? (honoured & (1UL << index)) != 0 : Honours(interval, range);
+    private static bool IsHonoured(ulong firstWord, ulong[]? words, int index) =>
+        words is null ? (firstWord & (1UL << index)) != 0 : (words[index >> 6] & (1UL << (index & 63))) != 0;
 
     /// <summary>
     /// An invalidation in progress; <see cref="Dispose"/> is <c>invalidate_range_end</c>. Two words: the intervals
-    /// snapshot (or a <see cref="SlowEnd"/> with everything the end needs) and the bits of the honoured intervals.
+    /// snapshot (or a <see cref="SlowEnd"/> with everything the end needs) and the bits of the honoured intervals (the
+    /// first 64; a <see cref="SlowEnd"/> holds them all when there are more).
     /// </summary>
     internal readonly struct Scope : IDisposable
     {
@@ -193,14 +200,14 @@ internal sealed class NotifierList(MmapLock mmapLock)
         }
     }
 
-    /// <summary>The end of an invalidation that has notifiers to call, or intervals past the 64 the bits cover.</summary>
-    private sealed class SlowEnd(MmapLock mmapLock, MmuNotifier[] notifiers, MmuIntervalNotifier[] intervals, NotifierRange range)
+    /// <summary>The end of an invalidation that has notifiers to call, or more than 64 intervals (its bits in <paramref name="words"/>).</summary>
+    private sealed class SlowEnd(MmapLock mmapLock, MmuNotifier[] notifiers, MmuIntervalNotifier[] intervals, NotifierRange range, ulong[]? words)
     {
-        internal void Run(ulong honoured)
+        internal void Run(ulong firstWord)
         {
             for (var i = 0; i < intervals.Length; i++)
             {
-                if (Honoured(honoured, i, intervals[i], range))
+                if (IsHonoured(firstWord, words, i))
                 {
                     intervals[i].EndInvalidation();
                 }

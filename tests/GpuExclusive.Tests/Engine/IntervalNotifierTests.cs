@@ -227,6 +227,57 @@ public sealed class IntervalNotifierTests : EngineTest
         registrations.ForEach(r => r.Dispose());
     }
 
+    private sealed class CallbackInterval(Action onInvalidate) : MmuIntervalNotifier
+    {
+        protected override void Invalidate(in NotifierRange range) => onInvalidate();
+    }
+
+    [Theory]
+    [InlineData(0, true)]
+    [InlineData(0, false)]
+    [InlineData(70, true)]
+    [InlineData(70, false)]
+    public async Task IntervalMovedDuringAnInvalidation_GetsOneEndForItsOneMark(int fillers, bool movesIntoTheRange)
+    {
+        // Another interval's callback moves the probe (remove, insert elsewhere) while the invalidation is open. Whether
+        // the probe honours it was decided at the start: moved in, it must get no end (it had no mark); moved out, it
+        // must still get its end. Either mistake leaves its count off, and ReadBegin then parks for good. With 70
+        // fillers ahead of them, the probe sits past the 64 intervals whose bits fit in one word.
+        var space = NewSpace();
+        var a = space.Map(3 * Page, Protection.ReadWrite);
+        Fill(space, a, 3, 1);
+        var invalidated = a;
+        var elsewhere = a + (2 * Page);
+        var fillerRegistrations = Enumerable.Range(0, fillers).Select(_ => space.InsertIntervalNotifier(new Interval(), elsewhere, Page)).ToList();
+        var probe = new Interval();
+        var probeRegistration = space.InsertIntervalNotifier(probe, movesIntoTheRange ? elsewhere : invalidated, Page);
+        var moved = false;
+        var mover = new CallbackInterval(() =>
+        {
+            if (!moved)
+            {
+                moved = true;
+                probeRegistration.Dispose();
+                probeRegistration = space.InsertIntervalNotifier(probe, movesIntoTheRange ? invalidated : elsewhere, Page);
+            }
+        });
+        using var moverRegistration = space.InsertIntervalNotifier(mover, invalidated, Page);
+        var before = probe.ReadBegin();
+
+        space.Discard(invalidated, Page);
+
+        Assert.True(moved);
+        var after = await Task.Run(probe.ReadBegin).WaitAsync(TimeSpan.FromSeconds(10)); // TimeoutException: its count is off
+        Assert.Equal(!movesIntoTheRange, probe.ReadRetry(before));
+        Assert.False(probe.ReadRetry(after));
+        // And the probe still works: an invalidation where it is now is seen, and ends.
+        space.Discard(movesIntoTheRange ? invalidated : elsewhere, Page);
+        Assert.True(probe.ReadRetry(after));
+        await Task.Run(probe.ReadBegin).WaitAsync(TimeSpan.FromSeconds(10));
+        probeRegistration.Dispose();
+        fillerRegistrations.ForEach(r => r.Dispose());
+    }
+
     [Fact]
     public async Task MillionsOfInvalidationsInProgressAtOnce_NeitherCarryIntoTheSequence_NorLoseTheirEnd()
     {
@@ -243,6 +294,7 @@ public sealed class IntervalNotifierTests : EngineTest
         }
 
         Assert.True(n.ReadRetry(sequence));
+        Assert.Equal(inProgress, n.InvalidationsInProgress);
         var waiting = Task.Run(n.ReadBegin);
         await Task.WhenAny(waiting, Task.Delay(100));
         Assert.False(waiting.IsCompleted, "ReadBegin returned while invalidations were in progress");
