@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace GpuExclusive.Paging;
@@ -7,6 +8,10 @@ internal sealed class VmaList
 {
     private readonly List<Vma> _areas = [];
 
+    // The area the last Find returned, tried first: faults come in runs on one area. Readers (under the read lock) may
+    // store it concurrently, but only areas in the list; every change of the list (under the write lock) clears it.
+    private Vma? _lastFound;
+
     internal int Count => _areas.Count;
 
     internal IReadOnlyList<Vma> Areas => _areas;
@@ -14,9 +19,27 @@ internal sealed class VmaList
     /// <summary>The area containing <paramref name="address"/>, or null.</summary>
     internal Vma? Find(ulong address)
     {
+        var last = Volatile.Read(ref _lastFound);
+        if (last is not null && address - last.Start < last.End - last.Start)
+        {
+            return last;
+        }
+
+        return FindInList(address);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Vma? FindInList(ulong address)
+    {
         var areas = CollectionsMarshal.AsSpan(_areas);
         var index = IndexOfFirstEndingAfter(areas, address);
-        return index < areas.Length && areas[index].Start <= address ? areas[index] : null;
+        if (index < areas.Length && areas[index].Start <= address)
+        {
+            Volatile.Write(ref _lastFound, areas[index]);
+            return areas[index];
+        }
+
+        return null;
     }
 
     /// <summary>The areas overlapping <c>[start, end)</c>, in order.</summary>
@@ -50,14 +73,23 @@ internal sealed class VmaList
 
     internal void Insert(Vma area)
     {
+        _lastFound = null;
         var index = IndexOfFirstEndingAfter(area.Start);
         System.Diagnostics.Debug.Assert(index == _areas.Count || _areas[index].Start >= area.End, "areas overlap");
         _areas.Insert(index, area);
     }
 
-    internal void Remove(Vma area) => _areas.Remove(area);
+    internal void Remove(Vma area)
+    {
+        _lastFound = null;
+        _areas.Remove(area);
+    }
 
-    internal void Clear() => _areas.Clear();
+    internal void Clear()
+    {
+        _lastFound = null;
+        _areas.Clear();
+    }
 
     /// <summary>Splits the area containing <paramref name="address"/> there, so an area boundary falls on it.</summary>
     internal void SplitAt(ulong address)
