@@ -4,7 +4,6 @@ using GpuExclusive.Memory;
 using GpuExclusive.Notifiers;
 using GpuExclusive.Paging;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace GpuExclusive;
 

@@ -6,7 +6,6 @@ using GpuExclusive.Diagnostics;
 using GpuExclusive.Memory;
 using GpuExclusive.Native;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace GpuExclusive;
 

@@ -453,6 +453,7 @@ public sealed partial class DeviceMirror : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool TryGetSlotLocked(ulong page, out int slot)
     {
         var fastIndex = page - (PageTable.FastBase >> PagePool.PageShift);
@@ -990,7 +991,7 @@ public sealed partial class DeviceMirror : IDisposable
     private void ThrowIfDisposedLocked() => ThrowIfDisposed();
 
     /// <summary>The mirror's notifier over the whole space.</summary>
-    private sealed class MirrorNotifier(DeviceMirror mirror) : MmuIntervalNotifier(engineOwned: true)
+    internal sealed class MirrorNotifier(DeviceMirror mirror) : MmuIntervalNotifier(engineOwned: true)
     {
         // Our own grant's Exclusive events must not bump our sequence or stop our kernel: that would livelock the grant.
         protected override bool Ignores(in NotifierRange range) =>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using GpuExclusive.Devices;
 using GpuExclusive.Kernels;
 using ILGPU;
@@ -381,15 +382,20 @@ public sealed class ExclusiveDevice : IDisposable
     /// just cleared with a full fence): after that no thread can still apply an atomic through them.
     /// </summary>
     /// <remarks>More than 16 slots are sorted here (in place) and then binary-searched.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void WaitForHazards(Span<int> clearedSlots)
     {
         // The caller's clears were full fences, so this read comes after them: if no kernel is in flight now, none can
         // hold a hazard on those entries, and any launched later (its launch raises the count first) reads them cleared.
-        if (Volatile.Read(ref _kernelsInFlight) == 0)
+        if (Volatile.Read(ref _kernelsInFlight) != 0)
         {
-            return;
+            WaitForHazardsOfKernelsInFlight(clearedSlots);
         }
+    }
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WaitForHazardsOfKernelsInFlight(Span<int> clearedSlots)
+    {
         if (clearedSlots.Length > 16)
         {
             clearedSlots.Sort();

@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using GpuExclusive.Diagnostics;
 using GpuExclusive.Memory;
 using GpuExclusive.Paging;

@@ -188,6 +188,7 @@ internal sealed class NotifierList(MmapLock mmapLock)
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void EndIntervals(MmuIntervalNotifier[] intervals, ulong honoured)
         {
             for (var i = 0; i < intervals.Length; i++)
