@@ -37,9 +37,11 @@ internal sealed unsafe class PageTable
     // Directories are bare arrays (no wrapper objects) so a walk is three dependent loads to reach the leaf.
     private readonly PageTableLeaf?[]?[]?[] _root = new PageTableLeaf?[]?[]?[Fanout];
 
-    // The leaves of the fast span by leaf index, besides their slots in the tree: the fault path finds its leaf with
-    // one load instead of a three-level walk. Written once per leaf (leaves live as long as the table).
-    private readonly PageTableLeaf?[] _fastLeaves = new PageTableLeaf?[FastLeaves];
+    // The leaves of the fast span by leaf index, a cache of the tree's: the fault path finds its leaf with one load
+    // instead of a three-level walk. Grown by doubling to the highest leaf used (a space of a few pages pays for a few
+    // entries, not for all 4096); a leaf stored into an array just replaced is only missing from the cache, and the
+    // next lookup walks the tree and stores it again.
+    private PageTableLeaf?[] _fastLeaves = new PageTableLeaf?[8];
 
     // The flat memory of the fast span: FastLeaves sequence counts, then FastPages PTEs.
     private readonly FastTableMemory _fastMemory = new((nuint)(FastLeaves + (long)FastPages) * sizeof(long));
@@ -131,14 +133,11 @@ internal sealed unsafe class PageTable
     /// <summary>The leaf covering <paramref name="address"/>, creating the path to it.</summary>
     internal PageTableLeaf GetOrCreateLeaf(ulong address)
     {
-        var fastPage = FastPageOf(address);
-        if (fastPage < FastPages)
+        var fastLeaf = FastPageOf(address) >> PageTableLeaf.IndexBits;
+        var cache = Volatile.Read(ref _fastLeaves);
+        if (fastLeaf < (ulong)cache.Length && Volatile.Read(ref cache[(int)fastLeaf]) is { } leaf)
         {
-            var leaf = Volatile.Read(ref _fastLeaves[(int)(fastPage >> PageTableLeaf.IndexBits)]);
-            if (leaf is not null)
-            {
-                return leaf;
-            }
+            return leaf;
         }
 
         return GetOrCreateLeafInTree(address);
@@ -147,12 +146,24 @@ internal sealed unsafe class PageTable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private PageTableLeaf GetOrCreateLeafInTree(ulong address)
     {
+        // The tree's leaf (the winner of any race to create it), so the cache only ever holds the tree's leaves.
         var leaf = GetOrCreateTreeLeaf(address);
         var fastPage = FastPageOf(address);
         if (fastPage < FastPages)
         {
-            // The tree's leaf (the winner of any race to create it), so both views always hold the same one.
-            Volatile.Write(ref _fastLeaves[(int)(fastPage >> PageTableLeaf.IndexBits)], leaf);
+            var fastLeaf = (int)(fastPage >> PageTableLeaf.IndexBits);
+            var cache = Volatile.Read(ref _fastLeaves);
+            if (fastLeaf >= cache.Length)
+            {
+                var grown = new PageTableLeaf?[Math.Min(FastLeaves, Math.Max(fastLeaf + 1, cache.Length * 2))];
+                cache.CopyTo(grown, 0);
+                cache = Interlocked.CompareExchange(ref _fastLeaves, grown, cache) == cache ? grown : Volatile.Read(ref _fastLeaves);
+            }
+
+            if (fastLeaf < cache.Length)
+            {
+                Volatile.Write(ref cache[fastLeaf], leaf);
+            }
         }
 
         return leaf;

@@ -52,5 +52,13 @@ public sealed class AreaLookupTests : EngineTest
         var next = table.GetOrCreateLeaf(address + PageTableLeaf.SpanBytes);
         Assert.NotSame(created, next);
         Assert.Same(next, table.FindLeaf(address + PageTableLeaf.SpanBytes));
+
+        // The leaf cache grows to the highest leaf used; the leaves before keep being the tree's.
+        var last = PageTable.FastBase + PageTable.FastSpan - Page;
+        var far = table.GetOrCreateLeaf(last);
+        Assert.Same(far, table.FindLeaf(last));
+        Assert.Same(far, table.GetOrCreateLeaf(last - Page));
+        Assert.Same(created, table.GetOrCreateLeaf(address));
+        Assert.Same(next, table.GetOrCreateLeaf(address + PageTableLeaf.SpanBytes));
     }
 }
