@@ -436,7 +436,14 @@ public sealed partial class AddressSpace : IDisposable
         return new Registration(() => _notifiers.Remove(notifier));
     }
 
-    /// <summary>Inserts an interval notifier for <c>[address, address + length)</c>; dispose the result to remove it.</summary>
+    /// <summary>
+    /// Inserts an interval notifier for <c>[address, address + length)</c>; dispose the result to remove it. Disposing
+    /// waits for the invalidations in progress that may call the notifier (Linux's <c>mmu_interval_notifier_remove</c>):
+    /// once it returns, the notifier's callback is not running and will not run. It cannot be disposed from a notifier
+    /// callback (<see cref="InvalidOperationException"/>, and the notifier stays inserted), and must not be from code
+    /// the engine calls while an invalidation is open (a logging provider, a metrics listener): that would wait for
+    /// itself.
+    /// </summary>
     /// <exception cref="ArgumentException">Bad range (see <see cref="Unmap"/>).</exception>
     /// <exception cref="InvalidOperationException">The notifier is already inserted, in this space or another; nothing changed.</exception>
     public IDisposable InsertIntervalNotifier(MmuIntervalNotifier notifier, ulong address, ulong length)
@@ -659,6 +666,25 @@ public sealed partial class AddressSpace : IDisposable
     {
         private Action? _remove = remove;
 
-        public void Dispose() => Interlocked.Exchange(ref _remove, null)?.Invoke();
+        // Claimed once, so concurrent or repeated disposals remove once; a removal refused (from a callback) is put
+        // back, so it can be retried.
+        public void Dispose()
+        {
+            var remove = Interlocked.Exchange(ref _remove, null);
+            if (remove is null)
+            {
+                return;
+            }
+
+            try
+            {
+                remove();
+            }
+            catch
+            {
+                Interlocked.CompareExchange(ref _remove, remove, null);
+                throw;
+            }
+        }
     }
 }

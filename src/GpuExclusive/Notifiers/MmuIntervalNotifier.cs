@@ -104,6 +104,9 @@ public abstract class MmuIntervalNotifier
     /// <summary>Honoured invalidations begun and not yet ended (for tests and diagnostics).</summary>
     internal long InvalidationsInProgress => Volatile.Read(ref _state) & InProgressMask;
 
+    /// <summary>True while the notifier is inserted in <paramref name="list"/>.</summary>
+    internal bool IsInsertedIn(object list) => ReferenceEquals(Volatile.Read(ref _insertedIn), list);
+
     /// <summary>Marks the notifier inserted in <paramref name="list"/>; false when it is inserted somewhere already.</summary>
     internal bool TryClaim(object list) => Interlocked.CompareExchange(ref _insertedIn, list, null) is null;
 

@@ -51,12 +51,36 @@ internal sealed class NotifierList(MmapLock mmapLock)
         }
     }
 
+    /// <summary>
+    /// Removes <paramref name="notifier"/>; a user's notifier is then waited for until no invalidation that began with
+    /// it inserted is still in progress (<c>mmu_interval_notifier_remove</c>): once this returns its callback is not
+    /// running and will not run. The engine's own notifiers are not waited for: their callbacks check for themselves
+    /// that their mirror is gone, and a grant removes its temporary notifier while it still holds page locks that an
+    /// invalidation in progress (a fork's) may be waiting for.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A user's notifier removed from a notifier callback (of any space: a
+    /// callback may change another space, whose callbacks then run nested): an invalidation up the stack may be one this
+    /// would wait for. Nothing is removed.</exception>
     internal void Remove(MmuIntervalNotifier notifier)
     {
+        if (!notifier.IsEngineOwned && MmapLock.IsInsideAnyCallback)
+        {
+            throw new InvalidOperationException("an interval notifier cannot be removed from a notifier callback: removal waits for the invalidations in progress, and the one running this callback may be among them (dispose the registration after the callback returns)");
+        }
+
+        bool wasInserted;
         lock (_lock)
         {
+            wasInserted = notifier.IsInsertedIn(this);
             _intervals = Without(_intervals, notifier);
             notifier.Release(this);
+        }
+
+        if (wasInserted && !notifier.IsEngineOwned)
+        {
+            // Unlinked (a full fence) before this looks at the count: an invalidation that marked the notifier before is
+            // waited for here; one that marks it after sees it unlinked and skips its callback (see Start).
+            _ = notifier.ReadBegin();
         }
     }
 
@@ -110,27 +134,43 @@ internal sealed class NotifierList(MmapLock mmapLock)
 
         for (var i = 0; i < intervals.Length; i++)
         {
-            if (!IsHonoured(firstWord, words, i))
+            var interval = intervals[i];
+            // Marked (a full fence) before this looks at the insertion: a notifier removed meanwhile either saw the mark
+            // and waits for this invalidation's end, or was unlinked first and is not called (its end still follows).
+            if (!IsHonoured(firstWord, words, i) || !interval.IsInsertedIn(this))
             {
                 continue;
             }
 
-            var interval = intervals[i];
             if (interval.IsEngineOwned)
             {
                 interval.InvokeInvalidate(range);
                 continue;
             }
 
-            InvokeAsCallback(interval, range);
+            try
+            {
+                InvokeAsCallback(interval, range);
+            }
+            catch
+            {
+                // A user's callback broke its contract and threw. The operation fails with its exception, and what it
+                // had done already is not undone; but the invalidation is ended, so that the intervals it marked do not
+                // make every later ReadBegin of theirs wait forever.
+                ScopeOf(notifiers, intervals, range, words, firstWord).Dispose();
+                throw;
+            }
         }
 
-        // The common end needs only the intervals and the word of bits; anything more (notifiers to call, more bits) is
-        // carried on the heap, so the scope stays two words and is returned in registers.
-        return notifiers.Length == 0 && words is null
+        return ScopeOf(notifiers, intervals, range, words, firstWord);
+    }
+
+    // The common end needs only the intervals and the word of bits; anything more (notifiers to call, more bits) is
+    // carried on the heap, so the scope stays two words and is returned in registers.
+    private Scope ScopeOf(MmuNotifier[] notifiers, MmuIntervalNotifier[] intervals, in NotifierRange range, ulong[]? words, ulong firstWord) =>
+        notifiers.Length == 0 && words is null
             ? new Scope(intervals, firstWord)
             : new Scope(new SlowEnd(mmapLock, notifiers, intervals, range, words), firstWord);
-    }
 
     // User callbacks run marked (and out of line: the thread-static mark is not on the path of the engine's own
     // notifiers, which every revocation fires).

@@ -46,6 +46,9 @@ internal sealed class MmapLock
     /// <summary>Whether the calling thread is running a notifier callback whose caller holds this lock.</summary>
     internal bool IsHeldAroundCallback => t_callbackUnder == this;
 
+    /// <summary>Whether the calling thread is running a notifier callback of any address space.</summary>
+    internal static bool IsInsideAnyCallback => t_callbackUnder is not null;
+
     /// <summary>Marks the calling thread, which holds this lock, as running a notifier callback until the scope ends.</summary>
     internal CallbackScope EnterCallback()
     {

@@ -233,49 +233,172 @@ public sealed class IntervalNotifierTests : EngineTest
     }
 
     [Theory]
-    [InlineData(0, true)]
-    [InlineData(0, false)]
-    [InlineData(70, true)]
-    [InlineData(70, false)]
-    public async Task IntervalMovedDuringAnInvalidation_GetsOneEndForItsOneMark(int fillers, bool movesIntoTheRange)
+    [InlineData(0)]
+    [InlineData(70)]
+    public async Task IntervalInsertedWhileAnInvalidationIsOpen_IsNotEndedByIt(int fillers)
     {
-        // Another interval's callback moves the probe (remove, insert elsewhere) while the invalidation is open. Whether
-        // the probe honours it was decided at the start: moved in, it must get no end (it had no mark); moved out, it
-        // must still get its end. Either mistake leaves its count off, and ReadBegin then parks for good. With 70
-        // fillers ahead of them, the probe sits past the 64 intervals whose bits fit in one word.
+        // Whether an interval honours an invalidation is decided when it starts: one inserted over the range while it is
+        // open (its callbacks still running) had no mark and must get no end, or its count goes off and ReadBegin
+        // parks for good. With 70 fillers ahead of it, the probe sits past the 64 intervals whose bits fit in one word.
         var space = NewSpace();
         var a = space.Map(3 * Page, Protection.ReadWrite);
         Fill(space, a, 3, 1);
         var invalidated = a;
         var elsewhere = a + (2 * Page);
         var fillerRegistrations = Enumerable.Range(0, fillers).Select(_ => space.InsertIntervalNotifier(new Interval(), elsewhere, Page)).ToList();
-        var probe = new Interval();
-        var probeRegistration = space.InsertIntervalNotifier(probe, movesIntoTheRange ? elsewhere : invalidated, Page);
-        var moved = false;
-        var mover = new CallbackInterval(() =>
+        using var open = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        using var blockerRegistration = space.InsertIntervalNotifier(new CallbackInterval(() =>
         {
-            if (!moved)
-            {
-                moved = true;
-                probeRegistration.Dispose();
-                probeRegistration = space.InsertIntervalNotifier(probe, movesIntoTheRange ? invalidated : elsewhere, Page);
-            }
-        });
-        using var moverRegistration = space.InsertIntervalNotifier(mover, invalidated, Page);
+            open.Set();
+            release.Wait(TimeSpan.FromSeconds(10));
+        }), invalidated, Page);
+        var probe = new Interval();
+        var probeRegistration = space.InsertIntervalNotifier(probe, elsewhere, Page);
         var before = probe.ReadBegin();
 
-        space.Discard(invalidated, Page);
+        var discard = Task.Run(() => space.Discard(invalidated, Page));
+        Assert.True(open.Wait(TimeSpan.FromSeconds(10)), "the invalidation never reached the blocking callback");
+        probeRegistration.Dispose();
+        probeRegistration = space.InsertIntervalNotifier(probe, invalidated, Page);
+        release.Set();
+        await discard.WaitAsync(TimeSpan.FromSeconds(10));
 
-        Assert.True(moved);
         var after = await Task.Run(probe.ReadBegin).WaitAsync(TimeSpan.FromSeconds(10)); // TimeoutException: its count is off
-        Assert.Equal(!movesIntoTheRange, probe.ReadRetry(before));
-        Assert.False(probe.ReadRetry(after));
-        // And the probe still works: an invalidation where it is now is seen, and ends.
-        space.Discard(movesIntoTheRange ? invalidated : elsewhere, Page);
+        Assert.False(probe.ReadRetry(before));
+        Assert.Equal(0, probe.Count);
+        // And the probe works where it is now: an invalidation there is seen, and ends.
+        space.Discard(invalidated, Page);
         Assert.True(probe.ReadRetry(after));
         await Task.Run(probe.ReadBegin).WaitAsync(TimeSpan.FromSeconds(10));
         probeRegistration.Dispose();
         fillerRegistrations.ForEach(r => r.Dispose());
+    }
+
+    [Fact]
+    public async Task DisposingARegistration_WaitsForTheInvalidationInProgress_AndTheCallbackNeverRunsAfterIt()
+    {
+        // mmu_interval_notifier_remove: once removal returns, the callback is not running and will not run.
+        var space = NewSpace();
+        var a = space.Map(Page, Protection.ReadWrite);
+        space.Write(a, 1);
+        using var open = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        using var blockerRegistration = space.InsertIntervalNotifier(new CallbackInterval(() =>
+        {
+            open.Set();
+            release.Wait(TimeSpan.FromSeconds(10));
+        }), a, Page);
+        var disposed = false;
+        var calledAfterDispose = false;
+        var probe = new CallbackInterval(() => calledAfterDispose |= Volatile.Read(ref disposed));
+        var probeRegistration = space.InsertIntervalNotifier(probe, a, Page);
+
+        var discard = Task.Run(() => space.Discard(a, Page));
+        Assert.True(open.Wait(TimeSpan.FromSeconds(10)), "the invalidation never reached the blocking callback");
+        var removal = Task.Run(() =>
+        {
+            probeRegistration.Dispose();
+            Volatile.Write(ref disposed, true);
+        });
+        await Task.WhenAny(removal, Task.Delay(100));
+        Assert.False(Volatile.Read(ref disposed), "the registration was disposed while an invalidation that marked it was in progress");
+        release.Set();
+        await Task.WhenAll(discard, removal).WaitAsync(TimeSpan.FromSeconds(10));
+
+        space.Discard(a, Page);
+        Assert.False(calledAfterDispose);
+    }
+
+    [Fact]
+    public void DisposingARegistrationFromACallback_IsRefused_AndTheNotifierStaysInserted()
+    {
+        var space = NewSpace();
+        var a = space.Map(Page, Protection.ReadWrite);
+        space.Write(a, 1);
+        var probe = new Interval();
+        var probeRegistration = space.InsertIntervalNotifier(probe, a, Page);
+        Exception? refused = null;
+        using var disposerRegistration = space.InsertIntervalNotifier(new CallbackInterval(() =>
+        {
+            try
+            {
+                probeRegistration.Dispose();
+            }
+            catch (InvalidOperationException e)
+            {
+                refused = e;
+            }
+        }), a, Page);
+
+        space.Discard(a, Page);
+
+        Assert.NotNull(refused);
+        Assert.Contains("callback", refused.Message);
+        var countAfterRefusal = probe.Count;
+        space.Discard(a, Page);
+        Assert.Equal(countAfterRefusal + 1, probe.Count); // still inserted
+        disposerRegistration.Dispose();
+        probeRegistration.Dispose(); // outside a callback it goes through
+        space.Discard(a, Page);
+        Assert.Equal(countAfterRefusal + 1, probe.Count);
+    }
+
+    [Fact]
+    public async Task DisposingARegistrationFromACallbackOfAnotherSpace_NestedInThisSpacesInvalidation_IsRefused()
+    {
+        // A callback of space A changes space B; B's callback then disposes a registration of A whose notifier A's open
+        // invalidation marked. Waiting for that invalidation would wait for this very thread: refused, not a hang.
+        var spaceA = NewSpace();
+        var spaceB = NewSpace();
+        var a = spaceA.Map(Page, Protection.ReadWrite);
+        var b = spaceB.Map(Page, Protection.ReadWrite);
+        spaceA.Write(a, 1);
+        spaceB.Write(b, 1);
+        var probe = new Interval();
+        // Disposed at the end, not by using: after a hang they would wait for it too.
+        var probeRegistration = spaceA.InsertIntervalNotifier(probe, a, Page);
+        Exception? refused = null;
+        var disposerRegistration = spaceB.InsertIntervalNotifier(new CallbackInterval(() =>
+        {
+            try
+            {
+                probeRegistration.Dispose();
+            }
+            catch (InvalidOperationException e)
+            {
+                refused = e;
+            }
+        }), b, Page);
+        var triggerRegistration = spaceA.InsertIntervalNotifier(new CallbackInterval(() => spaceB.Discard(b, Page)), a, Page);
+
+        var discard = Task.Run(() => spaceA.Discard(a, Page));
+
+        await discard.WaitAsync(TimeSpan.FromSeconds(10)); // TimeoutException: the nested removal waited for its own invalidation
+        Assert.NotNull(refused);
+        var count = probe.Count;
+        spaceA.Discard(a, Page);
+        Assert.Equal(count + 1, probe.Count); // still inserted
+        triggerRegistration.Dispose();
+        disposerRegistration.Dispose();
+        probeRegistration.Dispose();
+    }
+
+    [Fact]
+    public async Task ACallbackThatThrows_FailsTheOperation_ButTheIntervalsItsInvalidationMarkedStillEnd()
+    {
+        var space = NewSpace();
+        var a = space.Map(Page, Protection.ReadWrite);
+        space.Write(a, 1);
+        var probe = new Interval();
+        using var probeRegistration = space.InsertIntervalNotifier(probe, a, Page);
+        var before = probe.ReadBegin();
+        using var throwerRegistration = space.InsertIntervalNotifier(new CallbackInterval(() => throw new InvalidOperationException("callback refused")), a, Page);
+
+        Assert.Throws<InvalidOperationException>(() => space.Discard(a, Page));
+
+        Assert.True(probe.ReadRetry(before));
+        await Task.Run(probe.ReadBegin).WaitAsync(TimeSpan.FromSeconds(10)); // TimeoutException: the probe's mark never ended
     }
 
     [Fact]
