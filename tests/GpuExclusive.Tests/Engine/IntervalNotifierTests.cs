@@ -232,6 +232,26 @@ public sealed class IntervalNotifierTests : EngineTest
         protected override void Invalidate(in NotifierRange range) => onInvalidate();
     }
 
+    /// <summary>Holds the invalidation that calls it open: sets <see cref="Open"/>, then waits (10 s at most) for <see cref="LetGo"/>.</summary>
+    private sealed class BlockingInterval : MmuIntervalNotifier, IDisposable
+    {
+        public ManualResetEventSlim Open { get; } = new();
+
+        public ManualResetEventSlim LetGo { get; } = new();
+
+        protected override void Invalidate(in NotifierRange range)
+        {
+            Open.Set();
+            LetGo.Wait(TimeSpan.FromSeconds(10));
+        }
+
+        public void Dispose()
+        {
+            Open.Dispose();
+            LetGo.Dispose();
+        }
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(70)]
@@ -246,22 +266,17 @@ public sealed class IntervalNotifierTests : EngineTest
         var invalidated = a;
         var elsewhere = a + (2 * Page);
         var fillerRegistrations = Enumerable.Range(0, fillers).Select(_ => space.InsertIntervalNotifier(new Interval(), elsewhere, Page)).ToList();
-        using var open = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        using var blockerRegistration = space.InsertIntervalNotifier(new CallbackInterval(() =>
-        {
-            open.Set();
-            release.Wait(TimeSpan.FromSeconds(10));
-        }), invalidated, Page);
+        using var blocker = new BlockingInterval();
+        using var blockerRegistration = space.InsertIntervalNotifier(blocker, invalidated, Page);
         var probe = new Interval();
         var probeRegistration = space.InsertIntervalNotifier(probe, elsewhere, Page);
         var before = probe.ReadBegin();
 
         var discard = Task.Run(() => space.Discard(invalidated, Page));
-        Assert.True(open.Wait(TimeSpan.FromSeconds(10)), "the invalidation never reached the blocking callback");
+        Assert.True(blocker.Open.Wait(TimeSpan.FromSeconds(10)), "the invalidation never reached the blocking callback");
         probeRegistration.Dispose();
         probeRegistration = space.InsertIntervalNotifier(probe, invalidated, Page);
-        release.Set();
+        blocker.LetGo.Set();
         await discard.WaitAsync(TimeSpan.FromSeconds(10));
 
         var after = await Task.Run(probe.ReadBegin).WaitAsync(TimeSpan.FromSeconds(10)); // TimeoutException: its count is off
@@ -282,20 +297,15 @@ public sealed class IntervalNotifierTests : EngineTest
         var space = NewSpace();
         var a = space.Map(Page, Protection.ReadWrite);
         space.Write(a, 1);
-        using var open = new ManualResetEventSlim();
-        using var release = new ManualResetEventSlim();
-        using var blockerRegistration = space.InsertIntervalNotifier(new CallbackInterval(() =>
-        {
-            open.Set();
-            release.Wait(TimeSpan.FromSeconds(10));
-        }), a, Page);
+        using var blocker = new BlockingInterval();
+        using var blockerRegistration = space.InsertIntervalNotifier(blocker, a, Page);
         var disposed = false;
         var calledAfterDispose = false;
         var probe = new CallbackInterval(() => calledAfterDispose |= Volatile.Read(ref disposed));
         var probeRegistration = space.InsertIntervalNotifier(probe, a, Page);
 
         var discard = Task.Run(() => space.Discard(a, Page));
-        Assert.True(open.Wait(TimeSpan.FromSeconds(10)), "the invalidation never reached the blocking callback");
+        Assert.True(blocker.Open.Wait(TimeSpan.FromSeconds(10)), "the invalidation never reached the blocking callback");
         var removal = Task.Run(() =>
         {
             probeRegistration.Dispose();
@@ -303,7 +313,7 @@ public sealed class IntervalNotifierTests : EngineTest
         });
         await Task.WhenAny(removal, Task.Delay(100));
         Assert.False(Volatile.Read(ref disposed), "the registration was disposed while an invalidation that marked it was in progress");
-        release.Set();
+        blocker.LetGo.Set();
         await Task.WhenAll(discard, removal).WaitAsync(TimeSpan.FromSeconds(10));
 
         space.Discard(a, Page);
