@@ -5,59 +5,91 @@ namespace GpuExclusive.Kernels;
 /// <summary>
 /// The kernels that apply batches of atomics to pool memory through a device page table: <see cref="Apply"/>, one
 /// persistent grid-stride launch per batch, and <see cref="Serve"/>, a resident one-group kernel that waits on a
-/// doorbell and serves batch after batch without a launch each.
+/// doorbell and serves batch after batch without a launch each. Each comes twice: for a GPU, every word shared with the
+/// host accessed at system scope (<see cref="SystemScope"/>), and for ILGPU's CPU accelerator (<see cref="CpuAcceleratorScope"/>).
 /// </summary>
 /// <remarks>
+/// <para>
 /// Each op is translated through <c>table[op.Slot]</c>; without Atomic permission the op is a device fault: its slot is
-/// appended to the fault buffer and the op stays pending for the host to service and replay. Before it reads an entry a
-/// thread publishes the slot in its hazard word (<see cref="HazardWord"/>; kept while its ops stay on that page, cleared
-/// when it faults or finishes): an invalidation clears the entry and then waits only for hazard words naming that slot,
-/// so a revocation never stops the kernel (a Dekker pair — store hazard, fence, load entry against store entry, load
-/// hazard — means either the thread sees the cleared entry and faults, or the host sees the hazard and waits). The stop
-/// flag is polled (atomically: a plain load may never see the host's store on a GPU) every <see cref="StopPollOps"/>
-/// ops, never in the middle of one, and an op's state becomes Done only after its atomic is applied and its old value
-/// stored — so a stopped and relaunched batch applies every op exactly once.
-/// Atomics only through <see cref="Atomic"/>: the GPU backends map <c>Interlocked.CompareExchange</c>'s arguments in
-/// the wrong order.
+/// appended to the fault buffer and the op stays pending for the host to service and replay. The stop word is polled
+/// every <see cref="StopPollOps"/> ops, never in the middle of one, and an op's state becomes Done only after its atomic
+/// is applied and its old value stored — so a stopped and relaunched batch applies every op exactly once. Each poll also
+/// bumps the thread's heartbeat, which is how the host tells a long batch from a device that stopped answering.
+/// </para>
+/// <para>
+/// <b>Hazard words</b> (docs/architecture.md, "the hazard protocol"). Before a thread reads an entry it publishes the
+/// slot in its hazard word (<see cref="HazardWord"/>; kept while its ops stay on that page, cleared when it faults or
+/// finishes). A revocation clears the entry and then waits only for hazard words naming that slot, so it never stops
+/// the kernel. In the PTX memory model the pair is a store-buffering (Dekker) litmus test, all four accesses morally
+/// strong at system scope:
+/// <code>
+///   kernel thread                          host (invalidation callback)
+///   st.release.sys  hazard = slot          lock xchg  entry = Invalid     (x86 locked op: SC fence, system scope)
+///   fence.sc.sys                           mov        h = hazard
+///   ld.acquire.sys  e = entry
+/// </code>
+/// <c>fence.sc.sys</c> and the locked exchange are both sequentially consistent at system scope, so the outcome
+/// "the thread read a valid entry and the host read a hazard word without the slot" is forbidden: either the thread
+/// sees the cleared entry and faults, or the host sees the hazard and waits for the word to change.
+/// </para>
+/// <para>
+/// <b>Data atomics stay GPU-scoped</b> (ILGPU's <see cref="Atomic"/>, <c>atom.global</c> without <c>.sys</c>): while a
+/// device holds a page no CPU access can happen (the CPU PTE is a device-exclusive entry, and a CPU touch first
+/// revokes), so they race with nothing on the host, and a system-scope atomic per op would only add cost on the path
+/// the engine exists for. What the host needs is that everything a thread did on a page is in host memory before the
+/// CPU PTE is restored. That is the release in the hazard protocol: a thread changes or clears its hazard word with
+/// <c>st.release.sys</c>, which orders every earlier access of the thread — its GPU-scope atomics on the page included —
+/// before the store; the host observes the new word with an acquire load (x86: every load) before it restores the CPU
+/// PTE, so by causality order the atomics are visible to it. In the other direction the thread's
+/// <c>ld.acquire.sys</c> of an Atomic entry orders the host's writes to the page (made before it granted the page and
+/// stored the entry) before the thread's atomics. An op in flight when the entry is cleared either read the entry
+/// before the clear — its thread's hazard names the slot, and the host waits until the atomic is applied and released —
+/// or reads it cleared and faults, to be replayed after the next grant.
+/// </para>
+/// <para>
+/// The batch (ops, states, old values, faults) and the control block are published the same way: the host writes them
+/// before a launch (a launch is a full synchronisation) or before its acquire-release ring of the resident kernel's
+/// doorbell; the kernel's results reach the host when the launch returns, or through the resident kernel's fenced
+/// release of <c>Finished</c>.
+/// </para>
 /// </remarks>
-public static class AtomicBatchKernel
+internal static class AtomicBatchKernel
 {
     /// <summary>log2 of the page size.</summary>
     public const int PageShift = 12;
 
-    /// <summary>One launch per batch; launch with an explicit grid sized to the device.</summary>
+    /// <summary>One launch per batch on a GPU; launch with an explicit grid sized to the device.</summary>
     public static void Apply(
         ArrayView<DeviceOp> ops,
-        ArrayView<int> states,
-        ArrayView<long> oldValues,
-        ArrayView<long> table,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
-        ArrayView<int> control,
-        ArrayView<int> faults,
-        ArrayView<int> hazards)
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> heartbeats)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+        ApplyShare<SystemScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
     }
 
-    /// <summary>
-    /// <see cref="Apply"/> for ILGPU's CPU accelerator: its atomics are <c>Interlocked</c> operations, full fences, so
-    /// the fence after publishing a hazard word is left out. Never compiled for a GPU.
-    /// </summary>
+    /// <summary><see cref="Apply"/> for ILGPU's CPU accelerator. Never compiled for a GPU.</summary>
     public static void ApplyOnCpuAccelerator(
         ArrayView<DeviceOp> ops,
-        ArrayView<int> states,
-        ArrayView<long> oldValues,
-        ArrayView<long> table,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
-        ArrayView<int> control,
-        ArrayView<int> faults,
-        ArrayView<int> hazards)
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> heartbeats)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<PublishHazardsInterlocked>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+        ApplyShare<CpuAcceleratorScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
     }
 
     /// <summary>
@@ -67,61 +99,110 @@ public static class AtomicBatchKernel
     /// </summary>
     public static void ApplyWithoutHazards(
         ArrayView<DeviceOp> ops,
-        ArrayView<int> states,
-        ArrayView<long> oldValues,
-        ArrayView<long> table,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
-        ArrayView<int> control,
-        ArrayView<int> faults,
-        ArrayView<int> hazards)
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> heartbeats)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+        ApplyShare<SystemScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+    }
+
+    /// <summary><see cref="ApplyWithoutHazards"/> for ILGPU's CPU accelerator.</summary>
+    public static void ApplyWithoutHazardsOnCpuAccelerator(
+        ArrayView<DeviceOp> ops,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
+        ArrayView<int> memory32,
+        ArrayView<long> memory64,
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> heartbeats)
+    {
+        var thread = Grid.IdxX * Group.DimX + Group.IdxX;
+        ApplyShare<CpuAcceleratorScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
     }
 
     /// <summary>
-    /// The resident kernel: launch with exactly one group. It serves a batch of <c>control[Count]</c> ops each time the
-    /// host rings <c>control[Doorbell]</c> with a new number, stores that number in <c>control[Finished]</c> when every
-    /// op of the batch was applied or faulted, and returns when the stop flag is raised — or, if
+    /// The resident kernel on a GPU: launch with exactly one group. It serves a batch of <c>control[Count]</c> ops each
+    /// time the host rings <c>control[Doorbell]</c> with a new number, stores that number in <c>control[Finished]</c>
+    /// when every op of the batch was applied or faulted, and returns when a stop is requested — or, if
     /// <c>control[IdlePolls]</c> is set, after that many empty polls, closing the doorbell first. It polls without pause
-    /// (ILGPU compiles kernels for its CPU accelerator too, so it cannot yield): on the CPU accelerator the poll limit
-    /// gives the core back quickly when the host has nothing to send.
+    /// (a kernel cannot yield): on the CPU accelerator the poll limit gives the core back quickly when the host has
+    /// nothing to send.
     /// </summary>
     public static void Serve(
         ArrayView<DeviceOp> ops,
-        ArrayView<int> states,
-        ArrayView<long> oldValues,
-        ArrayView<long> table,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
-        ArrayView<int> control,
-        ArrayView<int> faults,
-        ArrayView<int> hazards)
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> heartbeats) =>
+        ServeBatches<SystemScope>(ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+
+    /// <summary><see cref="Serve"/> for ILGPU's CPU accelerator.</summary>
+    public static void ServeOnCpuAccelerator(
+        ArrayView<DeviceOp> ops,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
+        ArrayView<int> memory32,
+        ArrayView<long> memory64,
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> heartbeats) =>
+        ServeBatches<CpuAcceleratorScope>(ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+
+    private static void ServeBatches<TScope>(
+        ArrayView<DeviceOp> ops,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
+        ArrayView<int> memory32,
+        ArrayView<long> memory64,
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> heartbeats)
+        where TScope : struct, IHostSharedMemory
     {
+        var shared = default(TScope);
+
         // The first thread polls and broadcasts its decision: threads that decided on their own could disagree about
         // a stop raised between their reads and leave the others waiting at a barrier.
         ref var round = ref SharedMemory.Allocate<int>();
-        var idleLimit = Atomic.Or(ref control[ControlBlock.IdlePolls], 0);
+        var idleLimit = shared.LoadRelaxed(control, ControlBlock.IdlePolls);
         var served = 0;
         while (true)
         {
             if (Group.IsFirstThread)
             {
                 var polls = 0;
-                var bell = Atomic.Or(ref control[ControlBlock.Doorbell], 0);
-                while (bell == served && Atomic.Or(ref control[ControlBlock.Stop], 0) == 0)
+                var bell = shared.LoadAcquire(control, ControlBlock.Doorbell);
+                while (bell == served && !StopRequested(shared, control))
                 {
                     if (idleLimit > 0 && ++polls >= idleLimit)
                     {
                         // Close the doorbell unless the host rang meanwhile: the host rings with a compare-exchange
                         // too, so exactly one of the two wins and no batch is ever rung into a kernel that left.
-                        var seen = Atomic.CompareExchange(ref control[ControlBlock.Doorbell], served, ControlBlock.Closed);
+                        var seen = shared.CompareExchange(control, ControlBlock.Doorbell, served, ControlBlock.Closed);
                         bell = seen == served ? ControlBlock.Closed : seen;
                         break;
                     }
 
-                    bell = Atomic.Or(ref control[ControlBlock.Doorbell], 0);
+                    bell = shared.LoadAcquire(control, ControlBlock.Doorbell);
                 }
 
                 round = bell == served || bell == ControlBlock.Closed ? -1 : bell;
@@ -134,42 +215,46 @@ public static class AtomicBatchKernel
                 return;
             }
 
-            // Acquire: the batch's ops and states are the same host-mapped addresses every time, and a GPU's L1 is not
-            // coherent with the host's writes; without this a thread could read the previous batch's Done or op.
-            MemoryFence.SystemLevel();
+            // Acquire for every thread: the batch's ops and states are the same host-mapped addresses every time, and
+            // only the first thread read the doorbell; without this a thread could read the previous batch's op.
+            shared.Fence();
 
             served = current;
-            var count = Atomic.Or(ref control[ControlBlock.Count], 0);
-            ApplyShare<PublishHazards>(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards);
+            var count = shared.LoadRelaxed(control, ControlBlock.Count);
+            ApplyShare<TScope, PublishHazards>(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
 
             // Every thread is done with the batch (and has read `round`) before the first thread reports and polls again.
             Group.Barrier();
             if (Group.IsFirstThread)
             {
-                MemoryFence.SystemLevel();
-                Atomic.Exchange(ref control[ControlBlock.Finished], current);
+                // The barrier orders the other threads' results before this fence; the release publishes them all.
+                shared.Fence();
+                shared.StoreRelease(control, ControlBlock.Finished, current);
             }
         }
     }
 
     /// <summary>Applies ops <paramref name="thread"/>, +<paramref name="stride"/>, … below <paramref name="count"/>.</summary>
-    private static void ApplyShare<THazards>(
+    private static void ApplyShare<TScope, THazards>(
         int thread,
         int stride,
         long count,
         ArrayView<DeviceOp> ops,
-        ArrayView<int> states,
-        ArrayView<long> oldValues,
-        ArrayView<long> table,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
-        ArrayView<int> control,
-        ArrayView<int> faults,
-        ArrayView<int> hazards)
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> heartbeats)
+        where TScope : struct, IHostSharedMemory
         where THazards : struct, IHazardPolicy
     {
+        var shared = default(TScope);
         var publish = default(THazards).Publishes;
-        var fence = default(THazards).FencesAfterPublish;
+        var hazard = (long)thread * HazardStride;
 
         // The slot this thread's hazard word names (-1: none). It stays published across consecutive ops on one page —
         // each op still reads the entry, so a host waiting on the word sees it change within one op once the entry is
@@ -178,19 +263,21 @@ public static class AtomicBatchKernel
         var published = -1;
         var flip = 0;
         var untilPoll = 0;
+        var beats = 0;
         for (long i = thread; i < count; i += stride)
         {
             if (--untilPoll <= 0)
             {
-                if (Atomic.Or(ref control[ControlBlock.Stop], 0) != 0)
+                if (StopRequested(shared, control))
                 {
                     break;
                 }
 
+                shared.StoreRelaxed(heartbeats, thread, ++beats);
                 untilPoll = StopPollOps;
             }
 
-            if (states[i] != OpState.Pending)
+            if (shared.LoadRelaxed(states, i) != OpState.Pending)
             {
                 continue;
             }
@@ -199,68 +286,71 @@ public static class AtomicBatchKernel
             if (publish && op.Slot != published)
             {
                 flip ^= 1;
-                StoreHazard(ref hazards[thread * HazardStride], HazardWord(op.Slot, flip), fence);
-                if (fence)
-                {
-                    MemoryFence.SystemLevel();
-                }
-
+                ChangeHazard(shared, hazards, hazard, HazardWord(op.Slot, flip));
                 published = op.Slot;
             }
 
-            var entry = Atomic.Or(ref table[op.Slot], 0L);
+            var entry = shared.LoadAcquire(table, op.Slot);
             if (DevicePte.Permission(entry) != DevicePte.Atomic)
             {
                 if (published >= 0)
                 {
-                    StoreHazard(ref hazards[thread * HazardStride], 0, fence);
+                    ChangeHazard(shared, hazards, hazard, 0);
                     published = -1;
                 }
 
-                var at = Atomic.Add(ref control[ControlBlock.FaultCount], 1);
+                var at = shared.Add(control, ControlBlock.FaultCount, 1);
                 if (at < faults.Length)
                 {
-                    faults[at] = op.Slot;
+                    shared.StoreRelaxed(faults, at, op.Slot);
                 }
 
                 continue;
             }
 
             var byteOffset = (DevicePte.Frame(entry) << PageShift) + op.Offset;
-            oldValues[i] = op.Is64Bit != 0
+            var old = op.Is64Bit != 0
                 ? Apply64(ref memory64[byteOffset >> 3], op.Code, op.Operand, op.Comparand)
                 : Apply32(ref memory32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
 
             // No fence per op: the host reads states and old values only after the launch has returned, or after the
             // resident kernel's fenced Finished report, both of which publish everything before them.
-            states[i] = OpState.Done;
+            shared.StoreRelaxed(oldValues, i, old);
+            shared.StoreRelaxed(states, i, OpState.Done);
         }
 
         if (published >= 0)
         {
-            StoreHazard(ref hazards[thread * HazardStride], 0, fence);
+            ChangeHazard(shared, hazards, hazard, 0);
         }
     }
 
     /// <summary>
-    /// Changes or clears a thread's hazard word; with <paramref name="fence"/> (a GPU) it fences first, so the atomics
-    /// applied under the old word reach memory before a host waiting on the word sees it change, and exchanges.
+    /// Changes or clears a thread's hazard word: a release (the atomics applied under the old word reach host memory
+    /// before a host waiting on the word sees it change), then the store-load fence of the Dekker pair, so the word is
+    /// visible before the next entry is read.
     /// </summary>
-    private static void StoreHazard(ref int word, int value, bool fence)
+    private static void ChangeHazard<TScope>(TScope shared, SharedView<int> hazards, long index, int word)
+        where TScope : struct, IHostSharedMemory
     {
-        if (fence)
+        shared.StoreRelease(hazards, index, word);
+        shared.FenceStoreLoad();
+    }
+
+    /// <summary>
+    /// Reads the stop word: true when a stop is requested. A stall (tests only) spins here, with whatever hazard word
+    /// the thread has published, until it is cleared.
+    /// </summary>
+    private static bool StopRequested<TScope>(TScope shared, SharedView<int> control)
+        where TScope : struct, IHostSharedMemory
+    {
+        var word = shared.LoadAcquire(control, ControlBlock.Stop);
+        while ((word & ControlBlock.StallForTest) != 0)
         {
-            MemoryFence.SystemLevel();
-            Atomic.Exchange(ref word, value);
+            word = shared.LoadAcquire(control, ControlBlock.Stop);
         }
-        else
-        {
-            // A plain store: on the CPU accelerator the next entry read is an Interlocked operation, a full fence that
-            // orders this store before it (the Dekker pair needs nothing more), and the atomics applied under the old
-            // word were Interlocked too, so they are visible before this store is. An exchange here cost as much as the
-            // op it protects.
-            word = value;
-        }
+
+        return (word & ControlBlock.StopRequested) != 0;
     }
 
     /// <summary>
@@ -269,7 +359,7 @@ public static class AtomicBatchKernel
     /// </summary>
     public const int HazardStride = 16;
 
-    /// <summary>Ops between two polls of the stop flag: a poll is an atomic on a line every thread shares.</summary>
+    /// <summary>Ops between two polls of the stop word: a poll is a load of a line every thread shares.</summary>
     public const int StopPollOps = 64;
 
     /// <summary>The hazard word of a thread working through <paramref name="slot"/> (0 is "none").</summary>
@@ -278,7 +368,7 @@ public static class AtomicBatchKernel
     /// <summary>The slot a non-zero hazard word names.</summary>
     public static int HazardSlot(int word) => (word >> 1) - 1;
 
-    /// <summary>Applies one 32-bit atomic and returns the old value, sign-extended.</summary>
+    /// <summary>Applies one 32-bit atomic (GPU scope: see the remarks) and returns the old value, sign-extended.</summary>
     public static long Apply32(ref int target, int code, int operand, int comparand) => code switch
     {
         OpCode.Add => Atomic.Add(ref target, operand),
@@ -291,7 +381,7 @@ public static class AtomicBatchKernel
         _ => Atomic.Xor(ref target, operand),
     };
 
-    /// <summary>Applies one 64-bit atomic and returns the old value.</summary>
+    /// <summary>Applies one 64-bit atomic (GPU scope: see the remarks) and returns the old value.</summary>
     public static long Apply64(ref long target, int code, long operand, long comparand) => code switch
     {
         OpCode.Add => Atomic.Add(ref target, operand),

@@ -7,7 +7,7 @@ namespace GpuExclusive.Kernels;
 /// never sees virtual addresses. 32 bytes, blittable.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct DeviceOp
+internal struct DeviceOp
 {
     /// <summary>Index of the page's entry in the device page table.</summary>
     public int Slot;
@@ -24,7 +24,7 @@ public struct DeviceOp
 }
 
 /// <summary>Op codes; the same order as the public <c>AtomicKind</c>.</summary>
-public static class OpCode
+internal static class OpCode
 {
     /// <summary>Add.</summary>
     public const int Add = 0;
@@ -45,7 +45,7 @@ public static class OpCode
 }
 
 /// <summary>Per-op state words: each op is applied once, and its state says so before a relaunch looks again.</summary>
-public static class OpState
+internal static class OpState
 {
     /// <summary>Not applied yet.</summary>
     public const int Pending = 0;
@@ -58,10 +58,26 @@ public static class OpState
 }
 
 /// <summary>Slots of the control block, an int array in memory both host and kernel see.</summary>
-public static class ControlBlock
+internal static class ControlBlock
 {
-    /// <summary>Non-zero asks the running kernel to return at its next poll.</summary>
+    /// <summary>
+    /// The stop word, polled every <see cref="AtomicBatchKernel.StopPollOps"/> ops: <see cref="StopRequested"/> asks the
+    /// running kernel to return at its next poll; <see cref="StallForTest"/> makes it spin at that poll until the bit is
+    /// cleared (a test hook for a device that stops answering).
+    /// <code>
+    ///  31                                              2     1          0
+    /// +-------------------------------------------------+-----------+---------------+
+    /// |                    reserved (0)                 | StallFor- | StopRequested |
+    /// |                                                 |   Test    |               |
+    /// +-------------------------------------------------+-----------+---------------+
+    /// </code>
+    /// The host changes one bit at a time with an interlocked and/or, so raising a stop never clears a stall.
+    /// </summary>
     public const int Stop = 0;
+    /// <summary>Bit of <see cref="Stop"/>: return at the next poll.</summary>
+    public const int StopRequested = 1;
+    /// <summary>Bit of <see cref="Stop"/>: spin at the next poll until cleared (tests only), then honour <see cref="StopRequested"/>.</summary>
+    public const int StallForTest = 2;
     /// <summary>Number of entries the kernel appended to the fault buffer (may exceed its length: then the host scans).</summary>
     public const int FaultCount = 1;
     /// <summary>The resident kernel serves a batch each time the host stores a new number here.</summary>

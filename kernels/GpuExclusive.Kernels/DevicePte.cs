@@ -9,9 +9,10 @@ namespace GpuExclusive.Kernels;
 /// +------------------------+--------------------------------------+--------------+-------+
 /// Perm: 0 Invalid, 1 Read, 2 Write (implies Read), 3 Atomic (implies Write; only through a grant).
 /// </code>
-/// The host writes entries; kernels only read them, with an atomic load so a GPU sees the host's latest store.
+/// The host writes entries; kernels only read them, with a system-scope acquire load (<see cref="IHostSharedMemory"/>),
+/// so that a GPU sees the host's latest store and the page's contents as the host left them.
 /// </summary>
-public static class DevicePte
+internal static class DevicePte
 {
     /// <summary>No device access.</summary>
     public const int Invalid = 0;

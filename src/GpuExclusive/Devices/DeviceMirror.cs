@@ -307,7 +307,7 @@ public sealed partial class DeviceMirror : IDisposable
     }
 
     /// <summary>The device page table as the kernels see it; read only inside a launch (swaps happen while quiesced).</summary>
-    internal ILGPU.ArrayView<long> TableView => _table.View;
+    internal SharedView<long> TableShared => _table.Shared();
 
     internal MemoryBuffer PoolBuffer => _pool;
 

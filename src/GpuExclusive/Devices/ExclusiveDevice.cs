@@ -9,7 +9,7 @@ using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using BatchKernel = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<GpuExclusive.Kernels.DeviceOp>, ILGPU.ArrayView<int>, ILGPU.ArrayView<long>, ILGPU.ArrayView<long>, ILGPU.ArrayView<int>, ILGPU.ArrayView<long>, ILGPU.ArrayView<int>, ILGPU.ArrayView<int>, ILGPU.ArrayView<int>>;
+using BatchKernel = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<GpuExclusive.Kernels.DeviceOp>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<long>, GpuExclusive.Kernels.SharedView<long>, ILGPU.ArrayView<int>, ILGPU.ArrayView<long>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>>;
 
 namespace GpuExclusive;
 
@@ -34,10 +34,14 @@ public sealed class ExclusiveDevice : IDisposable
     private readonly BatchKernel _kernel;
     private readonly BatchKernel _serve;
     private BatchKernel? _rawKernel;
+    private readonly bool _onCpu;
     private readonly KernelConfig _grid;
 
     // One word per kernel thread: the slot (+1) whose entry it is reading or whose page it is applying an atomic to.
     private readonly HostMappedArray<int> _hazards;
+
+    // One word per kernel thread, bumped at every stop poll: how the host tells a long batch from a stalled device.
+    private readonly HostMappedArray<int> _heartbeats;
 
     // The resident kernel's staging batch (null when it is turned off) and its last doorbell number.
     private readonly DeviceBatch? _residentBatch;
@@ -78,15 +82,16 @@ public sealed class ExclusiveDevice : IDisposable
         Binder = ZeroCopyBinder.For(accelerator);
         _control = new HostMappedArray<int>(Binder, ControlBlock.Length);
         Executor = new DeviceExecutor(
-            stop => Volatile.Write(ref _control[ControlBlock.Stop], stop ? 1 : 0),
+            SetStopRequested,
             TimeSpan.FromTicks(settings.StopPollIntervalMicroseconds * TimeSpan.TicksPerMicrosecond),
             // On the CPU accelerator the resident kernel counts its own idle polls and leaves; a GPU's waits for the host.
             kind == AcceleratorKind.Cpu ? null : TimeSpan.FromTicks(settings.ResidentIdleMicroseconds * TimeSpan.TicksPerMicrosecond),
             sharesCpuResidency: kind == AcceleratorKind.Cpu);
-        _kernel = kind == AcceleratorKind.Cpu
-            ? LoadBatchKernel(accelerator, AtomicBatchKernel.ApplyOnCpuAccelerator)
-            : LoadBatchKernel(accelerator, AtomicBatchKernel.Apply);
-        _serve = LoadBatchKernel(accelerator, AtomicBatchKernel.Serve);
+        // Kernels for a GPU access what they share with the host at system scope through inline PTX, which the CPU
+        // accelerator cannot run; it gets the same kernels over Interlocked operations.
+        _onCpu = kind == AcceleratorKind.Cpu;
+        _kernel = LoadBatchKernel(accelerator, _onCpu ? AtomicBatchKernel.ApplyOnCpuAccelerator : AtomicBatchKernel.Apply);
+        _serve = LoadBatchKernel(accelerator, _onCpu ? AtomicBatchKernel.ServeOnCpuAccelerator : AtomicBatchKernel.Serve);
         // A persistent grid sized to the device (settings may override): every thread strides over the batch, so
         // a stop is seen within StopPollOps ops per thread, whatever the batch size.
         var groupSize = settings.KernelGroupSize > 0
@@ -107,6 +112,7 @@ public sealed class ExclusiveDevice : IDisposable
             ? (int)Math.Min(int.MaxValue, (long)settings.ResidentIdleMicroseconds * CpuPollsPerMicrosecond)
             : 0;
         _hazards = new HostMappedArray<int>(Binder, (long)Math.Max(GridThreads, residentThreads) * AtomicBatchKernel.HazardStride);
+        _heartbeats = new HostMappedArray<int>(Binder, Math.Max(GridThreads, residentThreads));
         if (settings.ResidentBatchOps > 0)
         {
             _residentBatch = new DeviceBatch(this, settings.ResidentBatchOps);
@@ -288,9 +294,9 @@ public sealed class ExclusiveDevice : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             ObjectDisposedException.ThrowIf(mirror.IsDisposed, mirror);
             // Read the table inside the launch: it is only swapped while the executor is quiesced.
-            LaunchOnce(_kernel, batch, mirror.TableView, mirror.PoolBuffer);
+            LaunchOnce(_kernel, batch, mirror.TableShared, mirror.PoolBuffer);
             // A stop raised during the launch may have left ops that never ran (and recorded no fault).
-            batch.Stopped = Volatile.Read(ref _control[ControlBlock.Stop]) != 0;
+            batch.Stopped = (Volatile.Read(ref _control[ControlBlock.Stop]) & ControlBlock.StopRequested) != 0;
         });
     }
 
@@ -301,18 +307,20 @@ public sealed class ExclusiveDevice : IDisposable
     /// </summary>
     internal void LaunchRaw(DeviceBatch batch, HostMappedArray<long> table, MemoryBuffer memory)
     {
-        var raw = LazyInitializer.EnsureInitialized(ref _rawKernel, () => LoadBatchKernel(_accelerator, AtomicBatchKernel.ApplyWithoutHazards));
-        Executor.Launch(() => LaunchOnce(raw, batch, table.View, memory));
+        var raw = LazyInitializer.EnsureInitialized(
+            ref _rawKernel,
+            () => LoadBatchKernel(_accelerator, _onCpu ? AtomicBatchKernel.ApplyWithoutHazardsOnCpuAccelerator : AtomicBatchKernel.ApplyWithoutHazards));
+        Executor.Launch(() => LaunchOnce(raw, batch, table.Shared(), memory));
     }
 
     /// <summary>One blocking launch of a batch kernel over the whole grid; records the faults it counted.</summary>
-    private void LaunchOnce(BatchKernel kernel, DeviceBatch batch, ArrayView<long> table, MemoryBuffer memory)
+    private void LaunchOnce(BatchKernel kernel, DeviceBatch batch, SharedView<long> table, MemoryBuffer memory)
     {
         Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
         var bytes = memory.AsRawArrayView();
         var count = batch.Count;
         Interlocked.Increment(ref _kernelsInFlight);
-        kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.View.SubView(0, count), batch.OldValues.View.SubView(0, count), table, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, batch.Faults.View, _hazards.View);
+        kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.Shared(count), batch.OldValues.Shared(count), table, bytes.Cast<int>(), bytes.Cast<long>(), _control.Shared(), batch.Faults.Shared(), _hazards.Shared(), _heartbeats.Shared());
         _accelerator.Synchronize();
         Interlocked.Decrement(ref _kernelsInFlight);
         batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
@@ -343,7 +351,7 @@ public sealed class ExclusiveDevice : IDisposable
                 // The table and pool are launch arguments: a table swap quiesces, which ends this launch.
                 var bytes = mirror.PoolBuffer.AsRawArrayView();
                 Interlocked.Increment(ref _kernelsInFlight);
-                _serve(_residentGrid, staging.Ops.View, staging.States.View, staging.OldValues.View, mirror.TableView, bytes.Cast<int>(), bytes.Cast<long>(), _control.View, staging.Faults.View, _hazards.View);
+                _serve(_residentGrid, staging.Ops.View, staging.States.Shared(), staging.OldValues.Shared(), mirror.TableShared, bytes.Cast<int>(), bytes.Cast<long>(), _control.Shared(), staging.Faults.Shared(), _hazards.Shared(), _heartbeats.Shared());
                 _accelerator.Synchronize();
                 Interlocked.Decrement(ref _kernelsInFlight);
             },
@@ -372,7 +380,7 @@ public sealed class ExclusiveDevice : IDisposable
                 staging.Faults.AsSpan(recorded).CopyTo(batch.Faults.AsSpan(recorded));
                 // More faults than the batch's buffer keeps: FaultCount past its length makes the host scan.
                 batch.FaultCount = faults;
-                batch.Stopped = Volatile.Read(ref _control[ControlBlock.Stop]) != 0;
+                batch.Stopped = (Volatile.Read(ref _control[ControlBlock.Stop]) & ControlBlock.StopRequested) != 0;
                 return true;
             });
     }
@@ -458,8 +466,23 @@ public sealed class ExclusiveDevice : IDisposable
         }
     }
 
-    private static BatchKernel LoadBatchKernel(Accelerator accelerator, Action<ArrayView<DeviceOp>, ArrayView<int>, ArrayView<long>, ArrayView<long>, ArrayView<int>, ArrayView<long>, ArrayView<int>, ArrayView<int>, ArrayView<int>> kernel) =>
+    private static BatchKernel LoadBatchKernel(
+        Accelerator accelerator,
+        Action<ArrayView<DeviceOp>, SharedView<int>, SharedView<long>, SharedView<long>, ArrayView<int>, ArrayView<long>, SharedView<int>, SharedView<int>, SharedView<int>, SharedView<int>> kernel) =>
         accelerator.LoadStreamKernel(kernel);
+
+    /// <summary>Raises or clears the stop bit of the stop word, leaving the test stall bit alone.</summary>
+    private void SetStopRequested(bool stop)
+    {
+        if (stop)
+        {
+            Interlocked.Or(ref _control[ControlBlock.Stop], ControlBlock.StopRequested);
+        }
+        else
+        {
+            Interlocked.And(ref _control[ControlBlock.Stop], ~ControlBlock.StopRequested);
+        }
+    }
 
     /// <summary>The pool is going away (all its spaces, hence our mirrors of them, are gone): drop its binding.</summary>
     private void ForgetPool(PagePool pool)
@@ -526,6 +549,7 @@ public sealed class ExclusiveDevice : IDisposable
             }
 
             _hazards.Dispose();
+            _heartbeats.Dispose();
             _control.Dispose();
             _accelerator.Dispose();
             _context.Dispose();

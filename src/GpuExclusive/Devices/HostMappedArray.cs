@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ILGPU;
+using GpuExclusive.Kernels;
 using ILGPU.Runtime;
 
 namespace GpuExclusive.Devices;
@@ -41,6 +42,15 @@ internal sealed unsafe class HostMappedArray<T> : IDisposable
 
     /// <summary>The kernels' view of the array.</summary>
     internal ArrayView<T> View { get; }
+
+    /// <summary>
+    /// The kernels' system-scope view of the first <paramref name="length"/> elements: the view and its device address
+    /// (for CUDA, the device pointer of the host-mapped memory).
+    /// </summary>
+    internal SharedView<T> Shared(long length) => new() { View = View.SubView(0, length), DeviceAddress = _binding.NativePtr.ToInt64() };
+
+    /// <summary>The kernels' system-scope view of the whole array.</summary>
+    internal SharedView<T> Shared() => new() { View = View, DeviceAddress = _binding.NativePtr.ToInt64() };
 
     /// <summary>The accelerator buffer over the memory (byte-granular).</summary>
     internal MemoryBuffer Binding => _binding;

@@ -27,7 +27,7 @@ public sealed class PtxCompileTests
     [InlineData("bar.sync")]      // the first thread's doorbell decision reaches the group through a barrier
     [InlineData(".shared")]       // ... and shared memory
     [InlineData("atom.exch.b32")] // hazard words and the Finished report are atomic stores
-    [InlineData("membar.sys")]    // the batch's results are published system-wide before Finished says so
+    [InlineData("fence.sc.sys")]  // the batch's results are published system-wide before Finished says so
     public void ResidentKernel_CompilesToPtx_WithTheExpectedInstruction(string instruction) =>
         Assert.Contains(instruction, ResidentPtx.Value, StringComparison.Ordinal);
 
@@ -40,7 +40,7 @@ public sealed class PtxCompileTests
     [InlineData("atom.min.s64")]  // signed 64-bit Min
     [InlineData("atom.max.s32")]  // signed 32-bit Max
     [InlineData("atom.xor.b64")]  // 64-bit Xor
-    [InlineData("membar.sys")]    // a hazard word is visible system-wide before the thread reads the entry it guards
+    [InlineData("fence.sc.sys")]  // a hazard word is visible system-wide before the thread reads the entry it guards
     public void BatchKernel_Ptx_UsesTheExpectedInstruction(string instruction) =>
         Assert.Contains(instruction, Ptx.Value, StringComparison.Ordinal);
 
