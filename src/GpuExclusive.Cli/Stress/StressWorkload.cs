@@ -319,6 +319,12 @@ internal sealed partial class StressWorkload : IDisposable
         {
             body();
         }
+        catch (DeviceFailedException e)
+        {
+            // A device that stops answering is an error the engine reports within its deadline, never a hang: one line.
+            StressLog.UnexpectedException(_logger, thread, e);
+            Violate($"{thread}: device '{e.DeviceName}' stopped answering (no progress for {e.Timeout.TotalMilliseconds:0} ms while the host waited for {e.WaitingFor}) and was declared failed", Invariants.Progress);
+        }
         catch (Exception e)
         {
             StressLog.UnexpectedException(_logger, thread, e);

@@ -54,7 +54,7 @@ internal static class Invariants
     /// <summary>Device batches on mapped, writable pages complete every op; grants, device reads and writes behave.</summary>
     public const string DeviceBehaviour = "device-behaviour";
 
-    /// <summary>No thread stays in one operation longer than --watchdog-seconds.</summary>
+    /// <summary>No thread stays in one operation longer than --watchdog-seconds, and every device keeps answering (no <see cref="DeviceFailedException"/>).</summary>
     public const string Progress = "progress";
 
     public static readonly string[] All = [CounterTotals, ExactlyOnce, FrameAccounting, ForkChildren, FramesReturned, CpuConsistency, DeviceBehaviour, Progress];

@@ -23,6 +23,9 @@ public sealed class EngineSettings
     /// </summary>
     public const int DefaultResidentIdleMicroseconds = 500;
 
+    /// <summary>Default time a host wait may see a device make no progress before the device is declared failed: 10 s.</summary>
+    public const int DefaultDeviceTimeoutMilliseconds = 10_000;
+
     /// <summary>Frames in the <see cref="PagePool"/> (key <c>Engine:PoolPages</c>, 1..2^31-1).</summary>
     public long PoolPages { get; init; } = DefaultPoolPages;
 
@@ -57,6 +60,15 @@ public sealed class EngineSettings
     /// GPU a host timer stops it (with about a millisecond of resolution).
     /// </summary>
     public int ResidentIdleMicroseconds { get; init; } = DefaultResidentIdleMicroseconds;
+
+    /// <summary>
+    /// How long a host wait on a device — a launch returning, the resident kernel reporting a batch, a kernel thread
+    /// leaving a page being revoked, a kernel stopping — may see the device make no progress before the device is
+    /// declared failed (<see cref="DeviceFailedException"/>), in milliseconds (key
+    /// <c>Engine:DeviceTimeoutMilliseconds</c>, 1..3600000). Progress is the kernels' heartbeats, so a long batch that
+    /// moves never trips it; a device that stops answering surfaces as an error within about this long, never as a hang.
+    /// </summary>
+    public int DeviceTimeoutMilliseconds { get; init; } = DefaultDeviceTimeoutMilliseconds;
 
     /// <summary>Minimum log level for every category without its own entry (key <c>Logging:LogLevel:Default</c>).</summary>
     public LogLevel DefaultLogLevel { get; init; } = LogLevel.Warning;

@@ -41,6 +41,7 @@ public static class EngineSettingsLoader
         ["Engine:StopPollIntervalMicroseconds"] = (1, 1_000_000),
         ["Engine:ResidentBatchOps"] = (0, 65536),
         ["Engine:ResidentIdleMicroseconds"] = (1, 10_000_000),
+        ["Engine:DeviceTimeoutMilliseconds"] = (1, 3_600_000),
     };
 
     /// <summary>The accepted range of an integer key (e.g. <c>Engine:KernelGroups</c>).</summary>
@@ -92,6 +93,7 @@ public static class EngineSettingsLoader
         int stopPoll = EngineSettings.DefaultStopPollIntervalMicroseconds;
         int residentBatchOps = EngineSettings.DefaultResidentBatchOps;
         int residentIdle = EngineSettings.DefaultResidentIdleMicroseconds;
+        int deviceTimeout = EngineSettings.DefaultDeviceTimeoutMilliseconds;
         var defaultLevel = LogLevel.Warning;
         var categories = new Dictionary<string, LogLevel>(StringComparer.OrdinalIgnoreCase);
 
@@ -106,6 +108,7 @@ public static class EngineSettingsLoader
                 case "Engine:StopPollIntervalMicroseconds": stopPoll = (int)(long)parsed; break;
                 case "Engine:ResidentBatchOps": residentBatchOps = (int)(long)parsed; break;
                 case "Engine:ResidentIdleMicroseconds": residentIdle = (int)(long)parsed; break;
+                case "Engine:DeviceTimeoutMilliseconds": deviceTimeout = (int)(long)parsed; break;
                 case AcceleratorKey: accelerator = (AcceleratorKind)parsed; break;
                 case DefaultLogLevelKey: defaultLevel = (LogLevel)parsed; break;
                 default: categories[value.Key[(LogLevelSection.Length + 1)..]] = (LogLevel)parsed; break;
@@ -121,6 +124,7 @@ public static class EngineSettingsLoader
             StopPollIntervalMicroseconds = stopPoll,
             ResidentBatchOps = residentBatchOps,
             ResidentIdleMicroseconds = residentIdle,
+            DeviceTimeoutMilliseconds = deviceTimeout,
             DefaultLogLevel = defaultLevel,
             CategoryLogLevels = categories,
             Values = values,
@@ -194,6 +198,7 @@ public static class EngineSettingsLoader
             ["Engine:StopPollIntervalMicroseconds", defaults.StopPollIntervalMicroseconds.ToString(CultureInfo.InvariantCulture)],
             ["Engine:ResidentBatchOps", defaults.ResidentBatchOps.ToString(CultureInfo.InvariantCulture)],
             ["Engine:ResidentIdleMicroseconds", defaults.ResidentIdleMicroseconds.ToString(CultureInfo.InvariantCulture)],
+            ["Engine:DeviceTimeoutMilliseconds", defaults.DeviceTimeoutMilliseconds.ToString(CultureInfo.InvariantCulture)],
             [DefaultLogLevelKey, defaults.DefaultLogLevel.ToString()],
         ];
         return new Layer([.. pairs.Select(p => new SettingValue(p[0], p[1], SettingSource.Default, DefaultOrigin))]);

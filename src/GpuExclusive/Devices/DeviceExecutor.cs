@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 
 namespace GpuExclusive.Devices;
 
@@ -9,10 +10,18 @@ namespace GpuExclusive.Devices;
 /// (<see cref="Kernels.AtomicBatchKernel"/>), with the kernel left running.
 /// </summary>
 /// <remarks>
-/// The resident kernel is launched by a background thread (a launch blocks its caller on the CPU accelerator, and
-/// <c>Synchronize</c> on CUDA) and stays until it has been idle for the resident idle time, a one-shot launch or another
-/// mirror needs the device, another CPU-accelerator device takes the residency, or a callback quiesces it: its stop
-/// flag is raised only while no batch is on it.
+/// <para>
+/// Every launch runs on the device's launcher thread (a launch blocks its caller on the CPU accelerator, and
+/// <c>Synchronize</c> on CUDA), so that the thread that asked for it waits with a deadline instead (docs/architecture.md,
+/// "bounded waits"): a device that makes no progress for <see cref="Timeout"/> is declared failed
+/// (<see cref="DeviceFailedException"/>), the waiter and every later caller get the failure, and the launcher thread is
+/// left behind inside the stuck launch.
+/// </para>
+/// <para>
+/// The resident kernel stays until it has been idle for the resident idle time, a one-shot launch or another mirror
+/// needs the device, another CPU-accelerator device takes the residency, or a callback quiesces it: its stop flag is
+/// raised only while no batch is on it.
+/// </para>
 /// </remarks>
 internal sealed class DeviceExecutor : IDisposable
 {
@@ -20,8 +29,12 @@ internal sealed class DeviceExecutor : IDisposable
     private readonly TimeSpan _stopPollInterval;
     private readonly TimeSpan? _residentIdle;
     private readonly Timer? _idleTimer; // null where the resident kernel leaves by itself
+    private readonly string _deviceName;
+    private readonly Func<long> _heartbeat;
+    private readonly Action<DeviceFailedException> _onFailure;
+    private readonly Action _afterLaunch;
 
-    // Guards everything below; launchers, batches, quiescers and the resident launcher thread wait on it.
+    // Guards everything below; launchers, batches, quiescers and the launcher thread wait on it.
     private readonly object _gate = new();
     private bool _running;           // a one-shot launch, or a batch on the resident kernel, owns the device
     private int _quiescers;
@@ -31,10 +44,16 @@ internal sealed class DeviceExecutor : IDisposable
     private long _residentGeneration; // which resident launch _resident is about: a stopper must never stop the next one
     private Action? _pendingResidentLaunch;
     private Exception? _residentFailure;
+    private Action? _pendingLaunch;  // a one-shot launch handed to the launcher thread
+    private long _launchGeneration;  // bumped as each one-shot launch returns (on the launcher thread)
+    private Exception? _launchError; // what the last one-shot launch threw
     private bool _idleArmed;
     private long _lastBatchEnd;
     private bool _disposed;
     private Thread? _launcherThread;
+
+    // Set once, under _gate; read without it on hot paths (a volatile read).
+    private volatile DeviceFailedException? _failure;
 
     private long _launches;
     private long _residentLaunches;
@@ -47,6 +66,7 @@ internal sealed class DeviceExecutor : IDisposable
 
     private readonly bool _sharesCpuResidency;
 
+    /// <param name="deviceName">Names the device in a <see cref="DeviceFailedException"/>.</param>
     /// <param name="setStopFlag">Raises or clears the stop flag the kernels poll.</param>
     /// <param name="stopPollInterval">How often a quiescer raises the flag again while it waits.</param>
     /// <param name="residentIdle">
@@ -54,9 +74,23 @@ internal sealed class DeviceExecutor : IDisposable
     /// (the CPU accelerator's idle polls), so no timer runs: a timer firing every millisecond while batches come wakes a
     /// pool thread that takes the executor's lock and, on a small machine, a core from the kernel or the host.
     /// </param>
+    /// <param name="timeout">How long a host wait may see no progress before the device is declared failed.</param>
+    /// <param name="heartbeat">The sum of the kernels' heartbeat words: progress, for the deadlines.</param>
+    /// <param name="onFailure">Called once, outside the executor's lock, when the device is declared failed.</param>
+    /// <param name="afterLaunch">Called on the launcher thread after every launch returns (deferred frees of a failed device).</param>
     /// <param name="sharesCpuResidency">True on the CPU accelerator: one resident kernel in the process at a time.</param>
-    internal DeviceExecutor(Action<bool> setStopFlag, TimeSpan stopPollInterval, TimeSpan? residentIdle, bool sharesCpuResidency = false)
+    internal DeviceExecutor(
+        string deviceName,
+        Action<bool> setStopFlag,
+        TimeSpan stopPollInterval,
+        TimeSpan? residentIdle,
+        TimeSpan timeout,
+        Func<long> heartbeat,
+        Action<DeviceFailedException> onFailure,
+        Action afterLaunch,
+        bool sharesCpuResidency = false)
     {
+        _deviceName = deviceName;
         _sharesCpuResidency = sharesCpuResidency;
         _setStopFlag = setStopFlag;
         // A monitor wait has millisecond resolution: a shorter timeout is a zero timeout, and a waiter that loops on
@@ -64,8 +98,15 @@ internal sealed class DeviceExecutor : IDisposable
         // return pulses the waiter at once either way; the timeout is only the fallback re-raise of the flag.
         _stopPollInterval = stopPollInterval < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : stopPollInterval;
         _residentIdle = residentIdle;
+        Timeout = timeout;
+        _heartbeat = heartbeat;
+        _onFailure = onFailure;
+        _afterLaunch = afterLaunch;
         _idleTimer = residentIdle is null ? null : new Timer(_ => StopIdleResident());
     }
+
+    /// <summary>How long a host wait may see no progress before the device is declared failed.</summary>
+    internal TimeSpan Timeout { get; }
 
     /// <summary>One-shot launches and resident-kernel launches.</summary>
     internal long Launches => Interlocked.Read(ref _launches);
@@ -75,6 +116,9 @@ internal sealed class DeviceExecutor : IDisposable
 
     /// <summary>Times a running kernel was asked to stop early.</summary>
     internal long Stops => Interlocked.Read(ref _stops);
+
+    /// <summary>The failure the device was declared with, or null while it answers.</summary>
+    internal DeviceFailedException? Failure => _failure;
 
     /// <summary>True while the resident kernel is launched (or about to be).</summary>
     internal bool IsResident
@@ -88,29 +132,80 @@ internal sealed class DeviceExecutor : IDisposable
         }
     }
 
-    /// <summary>Runs <paramref name="launch"/> (a blocking kernel launch) once nothing else runs and no callback holds the device.</summary>
+    /// <summary>A bound for a wait that happens outside the executor (a spin on a shared word).</summary>
+    internal DeviceDeadline StartDeadline() => new(Timeout, _heartbeat);
+
+    /// <summary>Throws the device's failure, if it was declared failed.</summary>
+    internal void ThrowIfFailed()
+    {
+        if (_failure is { } failure)
+        {
+            throw failure.Again();
+        }
+    }
+
+    /// <summary>
+    /// Declares the device failed because a wait for <paramref name="waitingFor"/> saw no progress (a waiter outside the
+    /// executor calls this when its <see cref="DeviceDeadline"/> expires), and returns the failure to throw. The first
+    /// declaration wins; later ones return it again.
+    /// </summary>
+    internal DeviceFailedException Fail(string waitingFor)
+    {
+        DeviceFailedException failure;
+        bool first;
+        lock (_gate)
+        {
+            (failure, first) = FailLocked(waitingFor);
+        }
+
+        if (first)
+        {
+            _onFailure(failure);
+        }
+
+        return first ? failure : failure.Again();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="launch"/> (a blocking kernel launch) on the launcher thread once nothing else runs and no
+    /// callback holds the device, and waits for it to return, within the device's deadline.
+    /// </summary>
+    /// <exception cref="DeviceFailedException">The launch made no progress for the timeout, or the device had failed before.</exception>
     internal void Launch(Action launch)
     {
+        DeviceFailedException? declared = null;
         lock (_gate)
         {
             WaitForIdleDeviceLocked(owner: null);
             // Clear the flag before claiming the device: if the device is gone this throws with nothing claimed.
             _setStopFlag(false);
             _running = true;
-        }
-
-        try
-        {
             Interlocked.Increment(ref _launches);
-            launch();
-        }
-        finally
-        {
-            lock (_gate)
+            var generation = _launchGeneration;
+            _launchError = null;
+            _pendingLaunch = launch;
+            EnsureLauncherThreadLocked();
+            Monitor.PulseAll(_gate);
+            try
+            {
+                declared = WaitForDeviceLocked(() => _launchGeneration != generation, "a kernel launch to return");
+            }
+            finally
             {
                 _running = false;
                 Monitor.PulseAll(_gate);
             }
+
+            if (declared is null && _launchError is { } error)
+            {
+                ExceptionDispatchInfo.Throw(error);
+            }
+        }
+
+        if (declared is not null)
+        {
+            _onFailure(declared);
+            throw declared;
         }
     }
 
@@ -136,11 +231,6 @@ internal sealed class DeviceExecutor : IDisposable
             WaitForIdleDeviceLocked(owner);
             if (!_resident)
             {
-                if (_disposed)
-                {
-                    throw new ObjectDisposedException(nameof(ExclusiveDevice));
-                }
-
                 _setStopFlag(false);
                 prepare();
 
@@ -180,7 +270,11 @@ internal sealed class DeviceExecutor : IDisposable
             {
                 _running = false;
                 _lastBatchEnd = Stopwatch.GetTimestamp();
-                if (!rung && _resident)
+                if (_failure is not null)
+                {
+                    // Nothing to arrange: the device takes no more work.
+                }
+                else if (!rung && _resident)
                 {
                     // The kernel closed its doorbell and is returning: the next try waits for it and launches anew.
                     _residentExiting = true;
@@ -218,40 +312,53 @@ internal sealed class DeviceExecutor : IDisposable
 
             if (_residentFailure is { } failure)
             {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+                ExceptionDispatchInfo.Throw(failure);
             }
 
             throw new InvalidOperationException("the resident kernel returned while a batch was on it");
         }
     }
 
-    /// <summary>Stops every kernel (waiting for a batch on the resident kernel to finish first) and holds launches back until <see cref="Resume"/>.</summary>
+    /// <summary>
+    /// Stops every kernel (waiting for a batch on the resident kernel to finish first) and holds launches back until
+    /// <see cref="Resume"/>. On a failed device it only holds launches back (there are none): it never waits for a
+    /// kernel that stopped answering, and it never throws, since disposal and table swaps call it.
+    /// </summary>
     internal void Quiesce()
     {
+        DeviceFailedException? declared = null;
         lock (_gate)
         {
             _quiescers++;
-            while (_running && !IsOneShotRunningLocked())
+            var deadline = StartDeadline();
+            while (_failure is null && _running && !IsOneShotRunningLocked())
             {
-                Monitor.Wait(_gate); // a batch on the resident kernel: it never waits for us, let it finish
-            }
-
-            if (_running)
-            {
-                Interlocked.Increment(ref _stops);
-                _setStopFlag(true);
-                while (_running)
+                // A batch on the resident kernel: it never waits for us, and its own wait is bounded. Let it finish.
+                Monitor.Wait(_gate, _stopPollInterval);
+                if (_running && !IsOneShotRunningLocked() && deadline.Expired())
                 {
-                    // Woken when the launch returns; between wake-ups the flag is raised again every poll interval,
-                    // so a kernel whose first read of it raced with an earlier clear still sees it.
-                    if (!Monitor.Wait(_gate, _stopPollInterval) && _running)
-                    {
-                        _setStopFlag(true);
-                    }
+                    (declared, _) = FailLocked("a batch on the resident kernel to finish before a quiesce");
                 }
             }
 
-            EndResidentLocked();
+            if (_failure is null && _running)
+            {
+                Interlocked.Increment(ref _stops);
+                _setStopFlag(true);
+                // Woken when the launch returns; between wake-ups the flag is raised again every poll interval, so a
+                // kernel whose first read of it raced with an earlier clear still sees it.
+                declared = WaitForDeviceLocked(() => !_running, "a running kernel to stop", () => _setStopFlag(true));
+            }
+
+            if (_failure is null)
+            {
+                declared ??= EndResidentLocked();
+            }
+        }
+
+        if (declared is not null)
+        {
+            _onFailure(declared);
         }
     }
 
@@ -268,28 +375,53 @@ internal sealed class DeviceExecutor : IDisposable
         }
     }
 
-    /// <summary>Ends the launcher thread; call quiesced, after the last launch.</summary>
-    public void Dispose()
+    /// <summary>
+    /// Ends the launcher thread; call quiesced, after the last launch. On a failed device whose launcher thread is still
+    /// inside a stuck launch it waits at most <see cref="Timeout"/> and leaves the thread behind.
+    /// </summary>
+    /// <returns>False when the launcher thread is still inside a launch (only on a failed device).</returns>
+    public bool DisposeAndJoin()
     {
+        DeviceFailedException? declared = null;
         lock (_gate)
         {
-            EndResidentLocked();
+            if (_failure is null)
+            {
+                declared = EndResidentLocked();
+            }
+
             _disposed = true;
             Monitor.PulseAll(_gate);
         }
 
+        if (declared is not null)
+        {
+            _onFailure(declared);
+        }
+
         _idleTimer?.Dispose();
-        _launcherThread?.Join();
+        return _launcherThread?.Join(_failure is null ? System.Threading.Timeout.InfiniteTimeSpan : Timeout) ?? true;
     }
+
+    /// <inheritdoc/>
+    public void Dispose() => DisposeAndJoin();
 
     // A one-shot launch holds the device with no resident kernel live (it ended the resident kernel first).
     private bool IsOneShotRunningLocked() => _running && !_resident;
 
     /// <summary>Waits until the device is free for <paramref name="owner"/>'s resident kernel (or, with null, for a one-shot launch).</summary>
+    /// <exception cref="DeviceFailedException">The device failed (before, or while ending the resident kernel).</exception>
+    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
     private void WaitForIdleDeviceLocked(object? owner)
     {
         while (true)
         {
+            ThrowIfFailed();
+            if (_disposed)
+            {
+                throw new ObjectDisposedException(nameof(ExclusiveDevice));
+            }
+
             if (_running || _quiescers > 0)
             {
                 Monitor.Wait(_gate);
@@ -298,7 +430,13 @@ internal sealed class DeviceExecutor : IDisposable
 
             if (_resident && (owner is null || _residentExiting || !ReferenceEquals(owner, _residentOwner)))
             {
-                EndResidentLocked();
+                if (EndResidentLocked() is { } declared)
+                {
+                    // Called with the lock held: the failure's callback runs on a pool thread, outside it.
+                    ThreadPool.UnsafeQueueUserWorkItem(static state => state.Executor._onFailure(state.Failure), (Executor: this, Failure: declared), preferLocal: false);
+                    throw declared;
+                }
+
                 continue;
             }
 
@@ -306,12 +444,15 @@ internal sealed class DeviceExecutor : IDisposable
         }
     }
 
-    /// <summary>Stops the resident kernel, if any, and waits for its launch to return. Called with no batch on it.</summary>
-    private void EndResidentLocked()
+    /// <summary>
+    /// Stops the resident kernel, if any, and waits for its launch to return. Called with no batch on it. Returns the
+    /// failure declared if it did not return in time (the caller runs the failure callback outside the lock).
+    /// </summary>
+    private DeviceFailedException? EndResidentLocked()
     {
         if (!_resident)
         {
-            return;
+            return null;
         }
 
         if (_pendingResidentLaunch is not null)
@@ -319,7 +460,7 @@ internal sealed class DeviceExecutor : IDisposable
             // Never launched: nothing to stop.
             _pendingResidentLaunch = null;
             ResidentGoneLocked(null);
-            return;
+            return null;
         }
 
         // While we wait, the launch may return and the next resident kernel start (for another caller); raising the
@@ -327,13 +468,75 @@ internal sealed class DeviceExecutor : IDisposable
         var generation = _residentGeneration;
         _residentExiting = true;
         _setStopFlag(true);
-        while (_resident && _residentGeneration == generation)
-        {
-            if (!Monitor.Wait(_gate, _stopPollInterval) && _resident && _residentGeneration == generation)
+        return WaitForDeviceLocked(
+            () => !_resident || _residentGeneration != generation,
+            "the resident kernel to stop",
+            () =>
             {
-                _setStopFlag(true);
+                if (_resident && _residentGeneration == generation)
+                {
+                    _setStopFlag(true);
+                }
+            });
+    }
+
+    /// <summary>
+    /// Waits (releasing the lock) until <paramref name="done"/>, calling <paramref name="everyPoll"/> at each poll
+    /// interval, within the device's deadline. Returns null when done, or the failure declared when the deadline passed
+    /// — the caller runs the failure callback once it has left the lock — and throws if another thread declared it.
+    /// </summary>
+    private DeviceFailedException? WaitForDeviceLocked(Func<bool> done, string what, Action? everyPoll = null)
+    {
+        var deadline = StartDeadline();
+        while (!done())
+        {
+            ThrowIfFailed();
+            var slice = deadline.UntilCheckpoint;
+            if (everyPoll is not null && slice > _stopPollInterval)
+            {
+                slice = _stopPollInterval;
+            }
+
+            if (slice > TimeSpan.Zero && Monitor.Wait(_gate, slice))
+            {
+                continue; // pulsed: look again before the next poll
+            }
+
+            if (done())
+            {
+                break;
+            }
+
+            everyPoll?.Invoke();
+            if (deadline.Expired())
+            {
+                var (failure, first) = FailLocked(what);
+                if (first)
+                {
+                    return failure;
+                }
+
+                throw failure.Again();
             }
         }
+
+        return null;
+    }
+
+    /// <summary>Records the failure (the first one wins), raises the stop flag for whatever may still listen, and wakes every waiter.</summary>
+    private (DeviceFailedException Failure, bool First) FailLocked(string waitingFor)
+    {
+        if (_failure is { } existing)
+        {
+            return (existing, false);
+        }
+
+        var failure = new DeviceFailedException(_deviceName, waitingFor, Timeout);
+        _failure = failure;
+        _running = false;
+        _setStopFlag(true);
+        Monitor.PulseAll(_gate);
+        return (failure, true);
     }
 
     private void ResidentGoneLocked(Exception? failure)
@@ -374,7 +577,7 @@ internal sealed class DeviceExecutor : IDisposable
         lock (_gate)
         {
             _idleArmed = false;
-            if (!_resident || _residentExiting || _disposed)
+            if (!_resident || _residentExiting || _disposed || _failure is not null)
             {
                 return;
             }
@@ -404,7 +607,7 @@ internal sealed class DeviceExecutor : IDisposable
         // batches keep coming would spin a pool thread. On the CPU accelerator the kernel leaves by itself after its
         // idle polls anyway; this timer is what stops it on a GPU.
         _idleArmed = true;
-        _idleTimer!.Change(due < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : due, Timeout.InfiniteTimeSpan);
+        _idleTimer!.Change(due < TimeSpan.FromMilliseconds(1) ? TimeSpan.FromMilliseconds(1) : due, System.Threading.Timeout.InfiniteTimeSpan);
     }
 
     private void EnsureLauncherThreadLocked()
@@ -414,36 +617,47 @@ internal sealed class DeviceExecutor : IDisposable
             return;
         }
 
-        _launcherThread = new Thread(RunLauncher) { IsBackground = true, Name = "GpuExclusive resident kernel" };
+        _launcherThread = new Thread(RunLauncher) { IsBackground = true, Name = $"GpuExclusive launcher ({_deviceName})" };
         _launcherThread.Start();
     }
 
+    /// <summary>The launcher thread: runs each launch handed to it, one at a time, and reports its end.</summary>
     private void RunLauncher()
     {
         while (true)
         {
             Action launch;
+            bool resident;
             lock (_gate)
             {
-                while (_pendingResidentLaunch is null && !_disposed)
+                while (_pendingLaunch is null && _pendingResidentLaunch is null && !_disposed)
                 {
                     Monitor.Wait(_gate);
                 }
 
-                if (_pendingResidentLaunch is null)
+                if (_pendingLaunch is { } oneShot)
                 {
-                    return;
+                    launch = oneShot;
+                    resident = false;
+                    _pendingLaunch = null;
                 }
-
-                launch = _pendingResidentLaunch;
-                _pendingResidentLaunch = null;
+                else if (_pendingResidentLaunch is { } residentLaunch)
+                {
+                    launch = residentLaunch;
+                    resident = true;
+                    _pendingResidentLaunch = null;
+                    Interlocked.Increment(ref _launches);
+                    Interlocked.Increment(ref _residentLaunches);
+                }
+                else
+                {
+                    return; // disposed, nothing pending
+                }
             }
 
             Exception? failure = null;
             try
             {
-                Interlocked.Increment(ref _launches);
-                Interlocked.Increment(ref _residentLaunches);
                 launch();
             }
             catch (Exception e)
@@ -453,8 +667,19 @@ internal sealed class DeviceExecutor : IDisposable
 
             lock (_gate)
             {
-                ResidentGoneLocked(failure);
+                if (resident)
+                {
+                    ResidentGoneLocked(failure);
+                }
+                else
+                {
+                    _launchError = failure;
+                    _launchGeneration++;
+                    Monitor.PulseAll(_gate);
+                }
             }
+
+            _afterLaunch();
         }
     }
 }

@@ -13,4 +13,16 @@ internal static partial class DeviceLog
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Debug, Message = "Mirror of space {SpaceId}: invalidated {Pages} device PTEs for {Event} [0x{Start:x}, 0x{End:x})")]
     internal static partial void Invalidated(ILogger logger, int spaceId, int pages, NotifierEvent @event, ulong start, ulong end);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Error, Message = "Device '{Name}' declared failed: no progress for {TimeoutMs} ms while the host waited for {WaitingFor}; its pages go back to the CPU")]
+    internal static partial void Failed(ILogger logger, string name, string waitingFor, double timeoutMs);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "Device '{Name}' disposed while its failed kernel still runs: its launcher thread, shared memory and accelerator are freed only if that kernel ever returns")]
+    internal static partial void LeftBehind(ILogger logger, string name);
+
+    [LoggerMessage(EventId = 205, Level = LogLevel.Error, Message = "Device '{Name}': freeing a {What} failed")]
+    internal static partial void FreeFailed(ILogger logger, string name, string what, Exception exception);
+
+    [LoggerMessage(EventId = 206, Level = LogLevel.Error, Message = "Device '{Name}': giving its pages back to the CPU after its failure failed")]
+    internal static partial void GiveBackFailed(ILogger logger, string name, Exception exception);
 }

@@ -259,14 +259,14 @@ public sealed partial class DeviceMirror : IDisposable
     {
         lock (_spareBatches)
         {
-            if (!Volatile.Read(ref _disposed) && _spareBatches.Count < MaxSpareBatches && batch.Capacity <= MaxSpareBatchOps)
+            if (!Volatile.Read(ref _disposed) && _device.Executor.Failure is null && _spareBatches.Count < MaxSpareBatches && batch.Capacity <= MaxSpareBatchOps)
             {
                 _spareBatches.Add(batch);
                 return;
             }
         }
 
-        batch.Dispose();
+        _device.Retire(batch); // a failed device's stuck kernel may still use it
     }
 
     /// <summary>Stops using the space: the notifier is removed and the device page table freed. Pages stay device-exclusive until the CPU touches them.</summary>
@@ -287,12 +287,12 @@ public sealed partial class DeviceMirror : IDisposable
         _device.Executor.Quiesce();
         try
         {
-            _table.Dispose();
+            _device.Retire(_table);
             lock (_spareBatches)
             {
                 foreach (var batch in _spareBatches)
                 {
-                    batch.Dispose();
+                    _device.Retire(batch);
                 }
 
                 _spareBatches.Clear();
@@ -525,7 +525,7 @@ public sealed partial class DeviceMirror : IDisposable
             var old = _table;
             Buffer.MemoryCopy(old.Pointer, grown.Pointer, grown.Length * sizeof(long), old.Length * sizeof(long));
             _table = grown;
-            old.Dispose();
+            _device.Retire(old);
         }
         finally
         {
@@ -596,7 +596,47 @@ public sealed partial class DeviceMirror : IDisposable
             Space.ReleaseGranted(page);
         }
 
+        if (_device.Executor.Failure is not null)
+        {
+            // The device failed while these were being granted: they may be device-exclusive with no device PTE (the
+            // failure's hand-back did not know them). Give them back now that their frames are unlocked.
+            foreach (var page in held)
+            {
+                Space.RestoreDeviceExclusive(page.Address);
+            }
+        }
+
         held.Clear();
+    }
+
+    /// <summary>
+    /// The device was declared failed: clear every device PTE (a kernel that ever wakes up faults instead of touching
+    /// the pages) and restore the CPU PTE of every page this mirror held with atomic permission, as a CPU touch would.
+    /// </summary>
+    internal void GiveBackAfterFailure()
+    {
+        var held = new List<ulong>();
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return; // its pages stay device-exclusive until touched; a touch revokes them without waiting
+            }
+
+            foreach (var (page, slot) in _slots)
+            {
+                var entry = Interlocked.Exchange(ref _table[slot], DevicePte.Invalid);
+                if (DevicePte.Permission(entry) == DevicePte.Atomic)
+                {
+                    held.Add(page << PagePool.PageShift);
+                }
+            }
+        }
+
+        foreach (var address in held)
+        {
+            Space.RestoreDeviceExclusive(address);
+        }
     }
 
     private DeviceStatus Access(ulong address, Span<byte> buffer, bool isWrite)
@@ -983,6 +1023,7 @@ public sealed partial class DeviceMirror : IDisposable
 
     private void ThrowIfDisposed()
     {
+        _device.Executor.ThrowIfFailed();
         ObjectDisposedException.ThrowIf(_device.IsDisposed, _device);
         ObjectDisposedException.ThrowIf(Space.IsDisposed, Space);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);

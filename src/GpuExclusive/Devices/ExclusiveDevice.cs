@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using GpuExclusive.Devices;
@@ -66,6 +67,12 @@ public sealed class ExclusiveDevice : IDisposable
     // it turns the idle time into a poll limit, since a kernel cannot read a clock.
     private const int CpuPollsPerMicrosecond = 50;
 
+    private readonly ILogger _logger;
+
+    // Host-mapped memory a failed device's stuck kernel may still touch: freed by the launcher thread once the kernel
+    // returns (never, if it never does), instead of under it.
+    private readonly ConcurrentQueue<IDisposable> _retired = new();
+
     // Guards _pools, _mirrors and _disposed transitions.
     private readonly Lock _lock = new();
     private readonly Dictionary<PagePool, MemoryBuffer> _pools = [];
@@ -81,11 +88,17 @@ public sealed class ExclusiveDevice : IDisposable
         Name = accelerator.Name;
         Binder = ZeroCopyBinder.For(accelerator);
         _control = new HostMappedArray<int>(Binder, ControlBlock.Length);
+        _logger = loggerFactory.CreateLogger<ExclusiveDevice>();
         Executor = new DeviceExecutor(
+            Name,
             SetStopRequested,
             TimeSpan.FromTicks(settings.StopPollIntervalMicroseconds * TimeSpan.TicksPerMicrosecond),
             // On the CPU accelerator the resident kernel counts its own idle polls and leaves; a GPU's waits for the host.
             kind == AcceleratorKind.Cpu ? null : TimeSpan.FromTicks(settings.ResidentIdleMicroseconds * TimeSpan.TicksPerMicrosecond),
+            TimeSpan.FromMilliseconds(settings.DeviceTimeoutMilliseconds),
+            HeartbeatSum,
+            OnFailed,
+            FreeRetiredIfNoKernelRuns,
             sharesCpuResidency: kind == AcceleratorKind.Cpu);
         // Kernels for a GPU access what they share with the host at system scope through inline PTX, which the CPU
         // accelerator cannot run; it gets the same kernels over Interlocked operations.
@@ -117,7 +130,7 @@ public sealed class ExclusiveDevice : IDisposable
         {
             _residentBatch = new DeviceBatch(this, settings.ResidentBatchOps);
         }
-        DeviceLog.Opened(loggerFactory.CreateLogger<ExclusiveDevice>(), kind, Name, groups, groupSize, reason);
+        DeviceLog.Opened(_logger, kind, Name, groups, groupSize, reason);
     }
 
     /// <summary>The backend really created (ILGPU would silently fall back to the CPU; this never does).</summary>
@@ -243,6 +256,7 @@ public sealed class ExclusiveDevice : IDisposable
         Check(settings.StopPollIntervalMicroseconds, nameof(EngineSettings.StopPollIntervalMicroseconds));
         Check(settings.ResidentBatchOps, nameof(EngineSettings.ResidentBatchOps));
         Check(settings.ResidentIdleMicroseconds, nameof(EngineSettings.ResidentIdleMicroseconds));
+        Check(settings.DeviceTimeoutMilliseconds, nameof(EngineSettings.DeviceTimeoutMilliseconds));
 
         static void Check(int value, string name)
         {
@@ -262,6 +276,7 @@ public sealed class ExclusiveDevice : IDisposable
         ArgumentNullException.ThrowIfNull(space);
         ObjectDisposedException.ThrowIf(_disposed, this);
         ObjectDisposedException.ThrowIf(space.IsDisposed, space);
+        Executor.ThrowIfFailed();
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -316,6 +331,8 @@ public sealed class ExclusiveDevice : IDisposable
     /// <summary>One blocking launch of a batch kernel over the whole grid; records the faults it counted.</summary>
     private void LaunchOnce(BatchKernel kernel, DeviceBatch batch, SharedView<long> table, MemoryBuffer memory)
     {
+        // On the launcher thread: CUDA launches and synchronizes in the context current on the calling thread.
+        _accelerator.Bind();
         Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
         var bytes = memory.AsRawArrayView();
         var count = batch.Count;
@@ -414,11 +431,12 @@ public sealed class ExclusiveDevice : IDisposable
         Interlocked.Increment(ref _hazardWaiters);
         try
         {
-            if (_disposed)
+            if (_disposed || Executor.Failure is not null)
             {
-                return; // the device is gone, and its kernels with it
+                return; // the device is gone, and its kernels with it; or it failed, and nothing waits on it any more
             }
 
+            var deadline = Executor.StartDeadline();
             for (var word = 0L; word < _hazards.Length; word += AtomicBatchKernel.HazardStride)
             {
                 var hazard = Volatile.Read(ref _hazards[word]);
@@ -432,6 +450,18 @@ public sealed class ExclusiveDevice : IDisposable
                 var spin = default(SpinWait);
                 while (Volatile.Read(ref _hazards[word]) == hazard)
                 {
+                    if (deadline.ExpiredWhileSpinning())
+                    {
+                        // Never throws into the invalidation: the revocation goes on, the device is failed.
+                        Executor.Fail("a kernel thread to finish an op on a page being revoked (its hazard word)");
+                        return;
+                    }
+
+                    if (Executor.Failure is not null)
+                    {
+                        return;
+                    }
+
                     spin.SpinOnce(sleep1Threshold: -1);
                 }
             }
@@ -447,8 +477,15 @@ public sealed class ExclusiveDevice : IDisposable
     private void WaitUntilFinished(int bell)
     {
         var spin = default(SpinWait);
+        var deadline = Executor.StartDeadline();
         while (Volatile.Read(ref _control[ControlBlock.Finished]) != bell)
         {
+            if (deadline.ExpiredWhileSpinning())
+            {
+                throw Executor.Fail("the resident kernel to report a batch finished");
+            }
+
+            Executor.ThrowIfFailed();
             if (spin.Count > 0 && spin.Count % 1024 == 0 && !Executor.IsResident)
             {
                 // It may have finished the batch, idled and left while this thread was descheduled: its launch has
@@ -491,7 +528,7 @@ public sealed class ExclusiveDevice : IDisposable
         {
             if (_pools.Remove(pool, out var binding))
             {
-                binding.Dispose();
+                Retire(binding);
             }
         }
     }
@@ -505,6 +542,11 @@ public sealed class ExclusiveDevice : IDisposable
     }
 
     /// <summary>Stops any running kernel, disposes the mirrors, and releases the accelerator.</summary>
+    /// <remarks>
+    /// Never throws for a device error: a CUDA error while freeing is logged. On a device declared failed whose kernel
+    /// still runs (it stopped answering), the memory that kernel may touch and the accelerator are freed by the launcher
+    /// thread when the kernel returns, and never if it does not.
+    /// </remarks>
     public void Dispose()
     {
         List<DeviceMirror> mirrors;
@@ -519,7 +561,7 @@ public sealed class ExclusiveDevice : IDisposable
             mirrors = [.. _mirrors];
         }
 
-        // Stop a running batch: its Run sees the device disposed and throws.
+        // Stop a running batch: its Run sees the device disposed and throws. (A failed device is not waited for.)
         Executor.Quiesce();
         try
         {
@@ -533,14 +575,22 @@ public sealed class ExclusiveDevice : IDisposable
                 foreach (var (pool, binding) in _pools)
                 {
                     pool.Disposing -= ForgetPool;
-                    binding.Dispose();
+                    Retire(binding);
                 }
 
                 _pools.Clear();
             }
 
-            Executor.Dispose();
-            _residentBatch?.Dispose();
+            if (!Executor.DisposeAndJoin())
+            {
+                DeviceLog.LeftBehind(_logger, Name);
+            }
+
+            if (_residentBatch is not null)
+            {
+                Retire(_residentBatch);
+            }
+
             Interlocked.MemoryBarrier(); // _disposed (set above) before reading the count: the other half of WaitForHazards' handshake
             var spin = default(SpinWait);
             while (Volatile.Read(ref _hazardWaiters) != 0)
@@ -548,15 +598,130 @@ public sealed class ExclusiveDevice : IDisposable
                 spin.SpinOnce(sleep1Threshold: -1);
             }
 
-            _hazards.Dispose();
-            _heartbeats.Dispose();
-            _control.Dispose();
-            _accelerator.Dispose();
-            _context.Dispose();
+            // In this order: the accelerator (and the CUDA context) goes after the memory bound to it.
+            Retire(_hazards);
+            Retire(_heartbeats);
+            Retire(_control);
+            Retire(new Teardown(_accelerator, _context));
         }
         finally
         {
             Executor.Resume();
+        }
+    }
+
+    /// <summary>
+    /// Frees memory a kernel may read or write (a batch, a device page table, a pool binding): now, unless the device
+    /// failed with a kernel still running, in which case the launcher thread frees it once that kernel returns.
+    /// </summary>
+    internal void Retire(IDisposable memory)
+    {
+        _retired.Enqueue(memory);
+        FreeRetiredIfNoKernelRuns();
+    }
+
+    /// <summary>Frees what was retired, in order, unless a failed device's kernel may still run. Errors are logged.</summary>
+    private void FreeRetiredIfNoKernelRuns()
+    {
+        if (_retired.IsEmpty)
+        {
+            return;
+        }
+
+        lock (_retired)
+        {
+            while (!(Executor.Failure is not null && Volatile.Read(ref _kernelsInFlight) > 0) && _retired.TryDequeue(out var memory))
+            {
+                try
+                {
+                    memory.Dispose();
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    // A CUDA error while unregistering or freeing must not escape (it may run on the launcher thread).
+                    DeviceLog.FreeFailed(_logger, Name, memory.GetType().Name, ex);
+                }
+            }
+        }
+    }
+
+    /// <summary>The kernels' heartbeat sum (tests: a launch has started when it changes).</summary>
+    internal long HeartbeatSumForTest() => HeartbeatSum();
+
+    /// <summary>Sums the kernels' heartbeat words: it changes while any kernel thread makes progress.</summary>
+    private unsafe long HeartbeatSum()
+    {
+        var beats = _heartbeats.Pointer;
+        long sum = 0;
+        for (var i = 0L; i < _heartbeats.Length; i++)
+        {
+            sum += Volatile.Read(ref beats[i]);
+        }
+
+        return sum;
+    }
+
+    /// <summary>
+    /// The device was declared failed (<see cref="DeviceExecutor"/>): log it, and give every page its mirrors hold back to
+    /// the CPU, on a pool thread (the caller may hold locks a revocation needs).
+    /// </summary>
+    private void OnFailed(DeviceFailedException failure)
+    {
+        DeviceLog.Failed(_logger, Name, failure.WaitingFor, failure.Timeout.TotalMilliseconds);
+        List<DeviceMirror> mirrors;
+        lock (_lock)
+        {
+            mirrors = [.. _mirrors];
+        }
+
+        FailureCleanup = Task.Run(() =>
+        {
+            foreach (var mirror in mirrors)
+            {
+                try
+                {
+                    mirror.GiveBackAfterFailure();
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    DeviceLog.GiveBackFailed(_logger, Name, ex);
+                }
+            }
+        });
+    }
+
+    /// <summary>The hand-back of a failed device's pages to the CPU (completed while the device answers).</summary>
+    internal Task FailureCleanup { get; private set; } = Task.CompletedTask;
+
+    /// <summary>
+    /// Test hook: makes every kernel of this device spin at its next stop poll (with whatever hazard word it has
+    /// published) until called with false — a device that stops answering, on any backend. Releasing works after
+    /// <see cref="Dispose"/> too, as long as a stalled kernel still runs.
+    /// </summary>
+    internal void StallKernelsForTest(bool stall)
+    {
+        if (_control.IsFreed)
+        {
+            return; // disposed, and no kernel was left behind to release
+        }
+
+        if (stall)
+        {
+            Interlocked.Or(ref _control[ControlBlock.Stop], ControlBlock.StallForTest);
+        }
+        else
+        {
+            Interlocked.And(ref _control[ControlBlock.Stop], ~ControlBlock.StallForTest);
+        }
+    }
+
+    /// <summary>The accelerator and its context, disposed last.</summary>
+    private sealed class Teardown(Accelerator accelerator, Context context) : IDisposable
+    {
+        public void Dispose()
+        {
+            accelerator.Dispose();
+            context.Dispose();
         }
     }
 

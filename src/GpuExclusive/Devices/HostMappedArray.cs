@@ -57,6 +57,9 @@ internal sealed unsafe class HostMappedArray<T> : IDisposable
 
     internal T* Pointer => _pointer;
 
+    /// <summary>True once the memory was freed.</summary>
+    internal bool IsFreed => _pointer == null;
+
     internal ref T this[long index]
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

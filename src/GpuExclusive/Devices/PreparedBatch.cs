@@ -110,6 +110,6 @@ public sealed class PreparedBatch : IDisposable
             }
         }
 
-        Batch.Dispose();
+        Mirror.Device.Retire(Batch); // a failed device's stuck kernel may still use it
     }
 }

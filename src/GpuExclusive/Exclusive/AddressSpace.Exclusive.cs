@@ -370,6 +370,33 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>
+    /// Restores the device-exclusive entry at <paramref name="page"/>, if there is one, as a CPU touch would
+    /// (<see cref="RestoreDeviceExclusiveLocked"/>) but without an access: how a failed device's pages go back to the
+    /// CPU. Does nothing on a disposed space or where nothing is mapped.
+    /// </summary>
+    internal void RestoreDeviceExclusive(ulong page)
+    {
+        _mmapLock.EnterReadLock();
+        try
+        {
+            if (IsDisposed || _areas.Find(page) is not { } area || _pageTable.FindLeaf(page) is not { } leaf)
+            {
+                return;
+            }
+
+            var pte = Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]);
+            if (Pte.IsDeviceExclusive(pte))
+            {
+                RestoreDeviceExclusiveLocked(area, leaf, page, pte);
+            }
+        }
+        finally
+        {
+            _mmapLock.ExitReadLock();
+        }
+    }
+
+    /// <summary>
     /// The present PTE that replaces a device-exclusive entry (<c>restore_exclusive_pte</c>, 6.15+): old, soft-dirty
     /// and uffd-wp carried back, writable only when the area is writable, no soft-dirty or uffd-wp tracking needs a
     /// write fault, and the frame is exclusive to this space; dirty only when writable and the frame is dirty.

@@ -22,6 +22,7 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         Assert.Equal(50, settings.StopPollIntervalMicroseconds);
         Assert.Equal(1024, settings.ResidentBatchOps);
         Assert.Equal(500, settings.ResidentIdleMicroseconds);
+        Assert.Equal(10_000, settings.DeviceTimeoutMilliseconds);
         Assert.Equal(LogLevel.Warning, settings.DefaultLogLevel);
         Assert.Empty(settings.CategoryLogLevels);
         Assert.All(settings.Values, v => Assert.Equal(SettingSource.Default, v.Source));
@@ -155,6 +156,8 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         { """{ "Engine": { "ResidentBatchOps": 65537 } }""", "Engine:ResidentBatchOps", "out of range" },
         { """{ "Engine": { "ResidentIdleMicroseconds": 0 } }""", "Engine:ResidentIdleMicroseconds", "out of range" },
         { """{ "Engine": { "ResidentIdleMicroseconds": "soon" } }""", "Engine:ResidentIdleMicroseconds", "not a whole number" },
+        { """{ "Engine": { "DeviceTimeoutMilliseconds": 0 } }""", "Engine:DeviceTimeoutMilliseconds", "out of range" },
+        { """{ "Engine": { "DeviceTimeoutMilliseconds": 3600001 } }""", "Engine:DeviceTimeoutMilliseconds", "out of range" },
 
         // Arrays and objects where a value or a section is expected, and null values.
         { """{ "Engine": { "PoolPages": [ 5 ] } }""", "Engine:PoolPages", "must be a single value" },

@@ -7,7 +7,7 @@ public sealed class PublicSurfaceTests
     /// DESIGN §5, plus the notifier types <c>RegisterNotifier</c>/<c>InsertIntervalNotifier</c> take, plus deliberate
     /// additions (DESIGN §5: "add to it, don't rename it"): the invariant checker embedders and <c>gpux stress</c> run,
     /// the settings embedders load from <c>runtimesettings.json</c> (DESIGN §6), and the prepared batches of
-    /// <c>DeviceMirror.Prepare</c> (issue 5).
+    /// <c>DeviceMirror.Prepare</c> (issue 5), and the failure of a device that stops answering (issue 13).
     /// A new public type belongs in this list only on purpose.
     /// </summary>
     private static readonly HashSet<string> Contract =
@@ -20,7 +20,7 @@ public sealed class PublicSurfaceTests
         "GpuExclusive.Diagnostics.InvariantChecker", "GpuExclusive.Diagnostics.InvariantViolationException",
         "GpuExclusive.EngineSettings", "GpuExclusive.EngineSettingsLoader", "GpuExclusive.SettingSource",
         "GpuExclusive.SettingValue", "GpuExclusive.ConfigurationException",
-        "GpuExclusive.PreparedBatch",
+        "GpuExclusive.PreparedBatch", "GpuExclusive.DeviceFailedException",
     ];
 
     [Fact]
