@@ -4,7 +4,7 @@ namespace GpuExclusive.Tests.Kernels;
 /// What a kernel's parameters are to the memory rules: <paramref name="Shared"/> the host reads or writes while the
 /// kernel runs (each must be accessed, or the rules on it are vacuous), <paramref name="DataPages"/> where GPU-scope
 /// data atomics are the design (each must see one), and whether it is the <paramref name="Resident"/> kernel, which
-/// must have a doorbell compare-exchange and a Finished release.
+/// must have a doorbell compare-exchange and a Finished release, and re-reads its batch each round.
 /// </summary>
 internal sealed record HostSharedContract(IReadOnlyList<string> Shared, IReadOnlyList<string> DataPages, bool Resident);
 
@@ -24,6 +24,9 @@ internal static class HostSharedMemoryRules
 
     /// <summary>The control block parameter.</summary>
     public const string Control = "control";
+
+    /// <summary>The batch's ops: written by the host before a launch, or between a resident kernel's rounds.</summary>
+    public const string Ops = "ops";
 
     /// <summary>Every violation in reachable code, in line order; empty when the kernel keeps the rules.</summary>
     public static IReadOnlyList<PtxViolation> Check(PtxProgram program, HostSharedContract contract)
@@ -83,6 +86,15 @@ internal static class HostSharedMemoryRules
         foreach (var (at, _) in accesses.Where(a => a.At.Op == "st" && a.At.Is("release") && Through(a.At, Control) && unfenced[a.At.Index].Count > 0))
         {
             Report(PtxRule.ControlReleaseUnfenced, at, $"a path reaches this release from the barrier or access at {Lines(unfenced[at.Index])} with no fence.sc.sys after it");
+        }
+
+        // The resident kernel re-reads the same host-mapped ops every round with plain loads, and only the first thread
+        // acquired the doorbell: ServeBatches gives every thread its own fence.sc.sys after the barrier ("acquire for
+        // every thread") rather than lean on the barrier's CTA-scope ordering alone. This keeps that fence there.
+        var sinceBarrier = program.OpenBefore(i => i.Op is "bar" or "barrier", ClosesOrdering);
+        foreach (var (at, _) in accesses.Where(a => contract.Resident && a.At.Reads && a.From.Contains(Ops) && sinceBarrier[a.At.Index].Count > 0))
+        {
+            Report(PtxRule.BatchReadUnfenced, at, $"a path reaches this read of the batch from the barrier at {Lines(sinceBarrier[at.Index])} with no fence.sc.sys after it");
         }
 
         foreach (var parameter in contract.Shared.Where(p => !accesses.Any(a => Through(a.At, p))))

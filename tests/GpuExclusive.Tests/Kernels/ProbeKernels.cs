@@ -67,6 +67,13 @@ internal static class ProbeKernels
         default(SystemScope).StoreRelease(control, ControlBlock.Finished, 1);
     }
 
+    /// <summary>A resident round reading its op right after the barrier: only the first thread acquired the doorbell.</summary>
+    public static void ReadsBatchRightAfterBarrier(ArrayView<DeviceOp> ops, SharedView<int> control)
+    {
+        Group.Barrier();
+        default(SystemScope).StoreRelaxed(control, ControlBlock.Count, ops[Group.IdxX].Slot);
+    }
+
     /// <summary>Every rule kept: hazard release, Dekker fence, acquire of the entry, fenced release of a control word.</summary>
     public static void KeepsTheRules(SharedView<int> hazards, SharedView<long> table, SharedView<int> control)
     {

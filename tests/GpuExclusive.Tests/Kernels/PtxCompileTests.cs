@@ -73,9 +73,10 @@ public sealed class PtxCompileTests
     [InlineData(nameof(ProbeKernels.ReadsTableRelaxed), nameof(PtxRule.TableReadNotAcquire), "ld.relaxed.sys.u32")]
     [InlineData(nameof(ProbeKernels.ClosesDoorbellAtGpuScope), nameof(PtxRule.DoorbellNotAcqRel), "atom.cas.b32")]
     [InlineData(nameof(ProbeKernels.ReportsWithoutFence), nameof(PtxRule.ControlReleaseUnfenced), "st.release.sys.u32")]
-    public void Probe_BreakingARule_IsReported(string probe, string rule, string opcode)
+    [InlineData(nameof(ProbeKernels.ReadsBatchRightAfterBarrier), nameof(PtxRule.BatchReadUnfenced), "ld.b32", true)]
+    public void Probe_BreakingARule_IsReported(string probe, string rule, string opcode, bool resident = false)
     {
-        var violations = CheckProbe(probe);
+        var violations = CheckProbe(probe, resident);
 
         Assert.Contains(violations, v => v.Rule.ToString() == rule && v.Instruction.TrimEnd(';').Split(' ')[0] == opcode);
     }
@@ -96,14 +97,14 @@ public sealed class PtxCompileTests
     }
 
     /// <summary>The rules on a probe whose <see cref="SharedView{T}"/> parameters are the shared ones.</summary>
-    private static IReadOnlyList<PtxViolation> CheckProbe(string name)
+    private static IReadOnlyList<PtxViolation> CheckProbe(string name, bool resident = false)
     {
         var probe = typeof(ProbeKernels).GetMethod(name)!;
         var shared = probe.GetParameters()
             .Where(p => p.ParameterType.IsGenericType && p.ParameterType.GetGenericTypeDefinition() == typeof(SharedView<>))
             .Select(p => p.Name!)
             .ToList();
-        return HostSharedMemoryRules.Check(PtxProgram.Parse(Compile(probe)), new(shared, [], Resident: false));
+        return HostSharedMemoryRules.Check(PtxProgram.Parse(Compile(probe)), new(shared, [], resident));
     }
 
     /// <summary>PTX for SM 9.0 through ILGPU's backend alone: no device needed.</summary>

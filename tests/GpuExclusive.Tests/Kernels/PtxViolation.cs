@@ -27,6 +27,9 @@ internal enum PtxRule
     /// <summary>A release of a control word reached, on some path, by a barrier or access after the last full fence.</summary>
     ControlReleaseUnfenced,
 
+    /// <summary>In the resident kernel, a read of the batch reached from a barrier with no full fence after it.</summary>
+    BatchReadUnfenced,
+
     /// <summary>Something the checks rely on is absent, so they would pass vacuously.</summary>
     MissingAccess,
 }
