@@ -25,4 +25,19 @@ internal static partial class DeviceLog
 
     [LoggerMessage(EventId = 206, Level = LogLevel.Error, Message = "Device '{Name}': giving its pages back to the CPU after its failure failed")]
     internal static partial void GiveBackFailed(ILogger logger, string name, Exception exception);
+
+    [LoggerMessage(EventId = 210, Level = LogLevel.Debug, Message = "Pinned host range [0x{Start:x}, 0x{End:x}) through the primary context of device {Device}")]
+    internal static partial void Pinned(ILogger logger, ulong start, ulong end, int device);
+
+    [LoggerMessage(EventId = 211, Level = LogLevel.Debug, Message = "Unpinned host range [0x{Start:x}, 0x{End:x}) (device {Device}): its last lease was released")]
+    internal static partial void Unpinned(ILogger logger, ulong start, ulong end, int device);
+
+    [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "Unpinning host range [0x{Start:x}, 0x{End:x}) (device {Device}) failed with error {Code}: {Error}. The range is forgotten; it may stay page-locked until the process exits")]
+    internal static partial void UnpinFailed(ILogger logger, ulong start, ulong end, int device, int code, string error);
+
+    [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "Releasing the primary context of device {Device} failed with error {Code}: {Error}")]
+    internal static partial void PrimaryContextReleaseFailed(ILogger logger, int device, int code, string error);
+
+    [LoggerMessage(EventId = 214, Level = LogLevel.Error, Message = "Releasing the lease on pinned host range [0x{Start:x}, 0x{End:x}) threw; ignored, since a dispose (possibly on the finalizer thread) must not throw")]
+    internal static partial void ReleaseThrew(ILogger logger, Exception exception, ulong start, ulong end);
 }

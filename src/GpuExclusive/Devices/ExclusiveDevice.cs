@@ -86,7 +86,7 @@ public sealed class ExclusiveDevice : IDisposable
         _loggerFactory = loggerFactory;
         Kind = kind;
         Name = accelerator.Name;
-        Binder = ZeroCopyBinder.For(accelerator);
+        Binder = ZeroCopyBinder.For(accelerator, loggerFactory);
         _control = new HostMappedArray<int>(Binder, ControlBlock.Length);
         _logger = loggerFactory.CreateLogger<ExclusiveDevice>();
         Executor = new DeviceExecutor(
