@@ -69,10 +69,10 @@ internal static class AtomicBatchKernel
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
-        SharedView<int> heartbeats)
+        SharedView<int> progress)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<SystemScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+        ApplyShare<SystemScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
     }
 
     /// <summary><see cref="Apply"/> for ILGPU's CPU accelerator. Never compiled for a GPU.</summary>
@@ -86,10 +86,10 @@ internal static class AtomicBatchKernel
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
-        SharedView<int> heartbeats)
+        SharedView<int> progress)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<CpuAcceleratorScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+        ApplyShare<CpuAcceleratorScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
     }
 
     /// <summary>
@@ -107,10 +107,10 @@ internal static class AtomicBatchKernel
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
-        SharedView<int> heartbeats)
+        SharedView<int> progress)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<SystemScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+        ApplyShare<SystemScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
     }
 
     /// <summary><see cref="ApplyWithoutHazards"/> for ILGPU's CPU accelerator.</summary>
@@ -124,10 +124,10 @@ internal static class AtomicBatchKernel
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
-        SharedView<int> heartbeats)
+        SharedView<int> progress)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<CpuAcceleratorScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+        ApplyShare<CpuAcceleratorScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
     }
 
     /// <summary>
@@ -148,8 +148,8 @@ internal static class AtomicBatchKernel
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
-        SharedView<int> heartbeats) =>
-        ServeBatches<SystemScope>(ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+        SharedView<int> progress) =>
+        ServeBatches<SystemScope>(ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
 
     /// <summary><see cref="Serve"/> for ILGPU's CPU accelerator.</summary>
     public static void ServeOnCpuAccelerator(
@@ -162,8 +162,8 @@ internal static class AtomicBatchKernel
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
-        SharedView<int> heartbeats) =>
-        ServeBatches<CpuAcceleratorScope>(ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+        SharedView<int> progress) =>
+        ServeBatches<CpuAcceleratorScope>(ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
 
     private static void ServeBatches<TScope>(
         ArrayView<DeviceOp> ops,
@@ -175,7 +175,7 @@ internal static class AtomicBatchKernel
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
-        SharedView<int> heartbeats)
+        SharedView<int> progress)
         where TScope : struct, IHostSharedMemory
     {
         var shared = default(TScope);
@@ -221,7 +221,7 @@ internal static class AtomicBatchKernel
 
             served = current;
             var count = shared.LoadRelaxed(control, ControlBlock.Count);
-            ApplyShare<TScope, PublishHazards>(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, heartbeats);
+            ApplyShare<TScope, PublishHazards>(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
 
             // Every thread is done with the batch (and has read `round`) before the first thread reports and polls again.
             Group.Barrier();
@@ -248,7 +248,7 @@ internal static class AtomicBatchKernel
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
-        SharedView<int> heartbeats)
+        SharedView<int> progress)
         where TScope : struct, IHostSharedMemory
         where THazards : struct, IHazardPolicy
     {
@@ -264,16 +264,27 @@ internal static class AtomicBatchKernel
         var flip = 0;
         var untilPoll = 0;
         var beats = 0;
+
+        // A page the host refused an op on in this launch: its later ops are left for the host to refuse after it (-1: none).
+        var refused = -1;
+        var leftPending = false;
+        var stopped = false;
+
+        // Ops whose page the host did not map within the first wait: the thread goes on with its other ops and comes
+        // back to these at the end of its share, so one page being revoked does not hold its other pages up.
+        var deferred = LocalMemory.Allocate<long>(MaxDeferredOps);
+        var deferredCount = 0;
         for (long i = thread; i < count; i += stride)
         {
             if (--untilPoll <= 0)
             {
                 if (StopRequested(shared, control))
                 {
+                    stopped = true;
                     break;
                 }
 
-                shared.StoreRelaxed(heartbeats, thread, ++beats);
+                shared.StoreRelaxed(progress, ProgressHeartbeat(thread), ++beats);
                 untilPoll = StopPollOps;
             }
 
@@ -282,41 +293,64 @@ internal static class AtomicBatchKernel
                 continue;
             }
 
-            var op = ops[i];
-            if (publish && op.Slot != published)
+            var outcome = ApplyOne<TScope>(
+                shared, publish, i, thread, shared.GrantSpinLimit, refused, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress, ref published, ref flip, ref beats);
+            if (outcome == Outcome.Stopped)
             {
-                flip ^= 1;
-                ChangeHazard(shared, hazards, hazard, HazardWord(op.Slot, flip));
-                published = op.Slot;
+                stopped = true;
+                break;
             }
 
-            var entry = shared.LoadAcquire(table, op.Slot);
-            if (DevicePte.Permission(entry) != DevicePte.Atomic)
+            if (outcome == Outcome.Refused)
             {
-                if (published >= 0)
+                refused = ops[i].Slot;
+            }
+            else if (outcome == Outcome.NotGranted)
+            {
+                if (deferredCount < MaxDeferredOps)
                 {
-                    ChangeHazard(shared, hazards, hazard, 0);
-                    published = -1;
+                    deferred[deferredCount++] = i;
                 }
-
-                var at = shared.Add(control, ControlBlock.FaultCount, 1);
-                if (at < faults.Length)
+                else
                 {
-                    shared.StoreRelaxed(faults, at, op.Slot);
+                    leftPending = true;
                 }
+            }
+            else if (outcome == Outcome.LeftForHost)
+            {
+                leftPending = true;
+            }
+        }
 
+        // The sweep: the deferred ops, each with a longer wait; what is still not granted is left for a replay.
+        for (var d = 0; d < deferredCount && !stopped; d++)
+        {
+            var i = deferred[d];
+            if (shared.LoadRelaxed(states, i) != OpState.Pending)
+            {
                 continue;
             }
 
-            var byteOffset = (DevicePte.Frame(entry) << PageShift) + op.Offset;
-            var old = op.Is64Bit != 0
-                ? Apply64(ref memory64[byteOffset >> 3], op.Code, op.Operand, op.Comparand)
-                : Apply32(ref memory32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
+            var outcome = ApplyOne<TScope>(
+                shared, publish, i, thread, shared.GrantSpinLimit * SweepWaitFactor, refused, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress, ref published, ref flip, ref beats);
+            if (outcome == Outcome.Stopped)
+            {
+                stopped = true;
+            }
+            else if (outcome == Outcome.Refused)
+            {
+                refused = ops[i].Slot;
+            }
+            else if (outcome != Outcome.Applied)
+            {
+                leftPending = true;
+            }
+        }
 
-            // No fence per op: the host reads states and old values only after the launch has returned, or after the
-            // resident kernel's fenced Finished report, both of which publish everything before them.
-            shared.StoreRelaxed(oldValues, i, old);
-            shared.StoreRelaxed(states, i, OpState.Done);
+        if (leftPending)
+        {
+            // Said once per thread: the host scans the batch after the launch (a stop it knows of by itself).
+            shared.Or(control, ControlBlock.LeftPending, 1);
         }
 
         if (published >= 0)
@@ -324,6 +358,201 @@ internal static class AtomicBatchKernel
             ChangeHazard(shared, hazards, hazard, 0);
         }
     }
+
+    /// <summary>Ops a thread defers (their page was not mapped within the first wait) before it leaves further ones pending.</summary>
+    private const int MaxDeferredOps = 16;
+
+    /// <summary>How many times longer than the first wait the end-of-share sweep waits for a deferred op's page.</summary>
+    private const int SweepWaitFactor = 16;
+
+    /// <summary>How <see cref="ApplyOne"/> ended.</summary>
+    private static class Outcome
+    {
+        public const int Applied = 0;     // the atomic is applied and its old value and state stored
+        public const int Refused = 1;     // the host refused the op (not mapped, not writable): its state says which
+        public const int Stopped = 2;     // a stop was requested: leave the launch
+        public const int NotGranted = 3;  // the page was not mapped within the wait: the op stays pending
+        public const int LeftForHost = 4; // the host refused an op on this page before: left pending for it to refuse
+    }
+
+    /// <summary>How a wait for the host to map a faulted page ended.</summary>
+    private static class Wait
+    {
+        public const int Granted = 0;  // the entry is Atomic: try the op again
+        public const int Refused = 1;  // the host marked the op refused (not mapped, not writable)
+        public const int Stop = 2;     // a stop was requested: leave the launch
+        public const int GaveUp = 3;   // no grant within the spin limit: the op stays pending
+    }
+
+    /// <summary>
+    /// Applies op <paramref name="i"/>: publishes the hazard word, reads the entry and applies the atomic; on a device
+    /// fault waits up to <paramref name="waitLimit"/> polls for the host to map the page, then tries again.
+    /// </summary>
+    private static int ApplyOne<TScope>(
+        TScope shared,
+        bool publish,
+        long i,
+        int thread,
+        int waitLimit,
+        int refused,
+        ArrayView<DeviceOp> ops,
+        SharedView<int> states,
+        SharedView<long> oldValues,
+        SharedView<long> table,
+        ArrayView<int> memory32,
+        ArrayView<long> memory64,
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> hazards,
+        SharedView<int> progress,
+        ref int published,
+        ref int flip,
+        ref int beats)
+        where TScope : struct, IHostSharedMemory
+    {
+        var op = ops[i];
+        var awaited = false;
+        var hazard = (long)thread * HazardStride;
+        long entry;
+        while (true)
+        {
+            if (publish && op.Slot != published)
+            {
+                flip ^= 1;
+                ChangeHazard(shared, hazards, hazard, HazardWord(op.Slot, flip));
+                published = op.Slot;
+            }
+
+            entry = shared.LoadAcquire(table, op.Slot);
+            if (DevicePte.Permission(entry) == DevicePte.Atomic)
+            {
+                if (awaited)
+                {
+                    // Only now, with the hazard word published and the entry read Atomic, does this thread stop naming
+                    // the op it awaited: a revocation that waits for that (the grant's floor) is then covered by the
+                    // hazard wait, so the op is applied before the page goes.
+                    shared.StoreRelaxed(progress, ProgressAwaited(thread), 0);
+                }
+
+                break;
+            }
+
+            // A device fault. Leave the page: nothing may wait for this thread while it waits for the host.
+            if (published >= 0)
+            {
+                ChangeHazard(shared, hazards, hazard, 0);
+                published = -1;
+            }
+
+            if (op.Slot == refused)
+            {
+                return Outcome.LeftForHost;
+            }
+
+            var waited = AwaitGrant(shared, i, op.Slot, entry, thread, waitLimit, states, table, control, faults, progress, ref beats);
+            if (waited == Wait.Stop)
+            {
+                return Outcome.Stopped;
+            }
+
+            if (waited == Wait.Refused)
+            {
+                return Outcome.Refused;
+            }
+
+            if (waited == Wait.GaveUp)
+            {
+                return Outcome.NotGranted;
+            }
+
+            // Mapped again: publish and read the entry once more (the Dekker pair), then apply.
+            awaited = true;
+        }
+
+        var byteOffset = (DevicePte.Frame(entry) << PageShift) + op.Offset;
+        var old = op.Is64Bit != 0
+            ? Apply64(ref memory64[byteOffset >> 3], op.Code, op.Operand, op.Comparand)
+            : Apply32(ref memory32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
+
+        // No fence per op: the host reads states and old values only after the launch has returned, or after the
+        // resident kernel's fenced Finished report, both of which publish everything before them.
+        shared.StoreRelaxed(oldValues, i, old);
+        shared.StoreRelaxed(states, i, OpState.Done);
+        return Outcome.Applied;
+    }
+
+    /// <summary>
+    /// A replayable device fault (docs/architecture.md, "device faults and the quantum"): records op
+    /// <paramref name="op"/> in the fault ring and spins until the host maps the page Atomic again, refuses the op, asks
+    /// the kernel to stop, or the spin limit passes. The thread holds no hazard word meanwhile, and names the op it
+    /// waits for in its progress words — which is how a revocation tells "granted but not yet used" from "used" — until
+    /// it has used the page (its caller clears the word) or stopped waiting (cleared here).
+    /// </summary>
+    private static int AwaitGrant<TScope>(
+        TScope shared,
+        long op,
+        int slot,
+        long entry,
+        int thread,
+        int waitLimit,
+        SharedView<int> states,
+        SharedView<long> table,
+        SharedView<int> control,
+        SharedView<int> faults,
+        SharedView<int> progress,
+        ref int beats)
+        where TScope : struct, IHostSharedMemory
+    {
+        shared.StoreRelaxed(progress, ProgressAwaited(thread), (int)op + 1);
+
+        // Mark the entry wanted — a CPU access that has just taken the page back gives it straight back when it is done
+        // — and record the fault for the host, unless another thread did both already (the host clears the mark when it
+        // writes the entry, and when it refuses the page).
+        if (!DevicePte.IsWanted(entry) && !DevicePte.IsWanted(shared.Or(table, slot, DevicePte.Wanted)))
+        {
+            // The ring's length is a power of two; an entry is op + 1 (0: not yet written) and the host zeroes what it took.
+            var at = shared.Add(control, ControlBlock.FaultCount, 1);
+            shared.StoreRelaxed(faults, at & (faults.Length - 1), (int)op + 1);
+        }
+
+        var outcome = Wait.GaveUp;
+        for (var spins = 1; spins <= waitLimit; spins++)
+        {
+            if ((spins & (StopPollOps - 1)) == 0)
+            {
+                if (StopRequested(shared, control))
+                {
+                    outcome = Wait.Stop;
+                    break;
+                }
+
+                // Waiting for the host is not a stall of the device: the kernel still answers.
+                shared.StoreRelaxed(progress, ProgressHeartbeat(thread), ++beats);
+                if (shared.LoadRelaxed(states, op) != OpState.Pending)
+                {
+                    outcome = Wait.Refused;
+                    break;
+                }
+            }
+
+            if (DevicePte.Permission(shared.LoadAcquire(table, slot)) == DevicePte.Atomic)
+            {
+                return Wait.Granted; // still naming the op: see the caller
+            }
+        }
+
+        shared.StoreRelaxed(progress, ProgressAwaited(thread), 0);
+        return outcome;
+    }
+
+    /// <summary>Ints per thread in the progress array: its heartbeat, and the op it awaits a grant for (+1; 0 none).</summary>
+    public const int ProgressStride = 2;
+
+    /// <summary>The index of a thread's heartbeat in the progress array.</summary>
+    public static long ProgressHeartbeat(int thread) => (long)thread * ProgressStride;
+
+    /// <summary>The index of the op (+1) a thread awaits a grant for, in the progress array.</summary>
+    public static long ProgressAwaited(int thread) => ((long)thread * ProgressStride) + 1;
 
     /// <summary>
     /// Changes or clears a thread's hazard word: a release (the atomics applied under the old word reach host memory

@@ -78,7 +78,11 @@ internal static class ControlBlock
     public const int StopRequested = 1;
     /// <summary>Bit of <see cref="Stop"/>: spin at the next poll until cleared (tests only), then honour <see cref="StopRequested"/>.</summary>
     public const int StallForTest = 2;
-    /// <summary>Number of entries the kernel appended to the fault buffer (may exceed its length: then the host scans).</summary>
+    /// <summary>
+    /// Entries the kernels appended to the fault ring (each an op index + 1, at <c>count &amp; (length - 1)</c>); the host
+    /// takes them while the launch runs. More than a ring's length ahead of the host means some were lost: then the
+    /// host scans the batch after the launch.
+    /// </summary>
     public const int FaultCount = 1;
     /// <summary>The resident kernel serves a batch each time the host stores a new number here.</summary>
     public const int Doorbell = 2;
@@ -88,6 +92,8 @@ internal static class ControlBlock
     public const int Finished = 4;
     /// <summary>Empty doorbell polls after which the resident kernel closes the doorbell and returns; 0: never.</summary>
     public const int IdlePolls = 5;
+    /// <summary>Non-zero once a kernel thread left an op pending (it stopped waiting for a grant): the host scans the batch after the launch.</summary>
+    public const int LeftPending = 6;
     /// <summary>The doorbell value of a resident kernel that closed it: the host must launch a new one to ring.</summary>
     public const int Closed = -1;
     /// <summary>Words in the block.</summary>

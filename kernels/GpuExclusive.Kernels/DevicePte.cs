@@ -3,11 +3,13 @@ namespace GpuExclusive.Kernels;
 /// <summary>
 /// The device page-table entry the kernels translate through (one 64-bit word per mirrored page):
 /// <code>
-///  63                    52 51                                  12 11          2  1   0
-/// +------------------------+--------------------------------------+--------------+-------+
-/// |        reserved        |        frame number (40 bits)        |   reserved   | Perm  |
-/// +------------------------+--------------------------------------+--------------+-------+
+///  63                    52 51                                  12 11          3   2    1   0
+/// +------------------------+--------------------------------------+--------------+------+-------+
+/// |        reserved        |        frame number (40 bits)        |   reserved   |Wanted| Perm  |
+/// +------------------------+--------------------------------------+--------------+------+-------+
 /// Perm: 0 Invalid, 1 Read, 2 Write (implies Read), 3 Atomic (implies Write; only through a grant).
+/// Wanted: set by a kernel thread that faulted on the page and waits for it (an interlocked or); any entry the host
+/// writes clears it. It tells a CPU access that just revoked the page that the running batch wants it back.
 /// </code>
 /// The host writes entries; kernels only read them, with a system-scope acquire load (<see cref="IHostSharedMemory"/>),
 /// so that a GPU sees the host's latest store and the page's contents as the host left them.
@@ -23,6 +25,9 @@ internal static class DevicePte
     /// <summary>Device atomics allowed: the page is device-exclusive to this device.</summary>
     public const int Atomic = 3;
 
+    /// <summary>The Wanted bit: a kernel thread waits for this page to be granted.</summary>
+    public const long Wanted = 0b100;
+
     private const int FrameShift = 12;
     private const long PermissionMask = 0b11;
 
@@ -34,4 +39,7 @@ internal static class DevicePte
 
     /// <summary>The frame an entry maps.</summary>
     public static long Frame(long entry) => entry >> FrameShift;
+
+    /// <summary>True when a kernel thread waits for this (not Atomic) page.</summary>
+    public static bool IsWanted(long entry) => (entry & Wanted) != 0;
 }

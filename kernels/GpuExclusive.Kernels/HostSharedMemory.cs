@@ -5,7 +5,7 @@ namespace GpuExclusive.Kernels;
 
 /// <summary>
 /// The kernels' only way to touch a word the host reads or writes while the kernel may run: the control block, device
-/// PTEs, hazard words, heartbeats, op states, old values and the fault buffer (docs/architecture.md, "memory shared with
+/// PTEs, hazard words, progress words, op states, old values and the fault buffer (docs/architecture.md, "memory shared with
 /// the host"). A compile-time policy: each kernel is instantiated once with <see cref="SystemScope"/> for a GPU and once
 /// with <see cref="CpuAcceleratorScope"/> for ILGPU's CPU accelerator.
 /// </summary>
@@ -49,8 +49,21 @@ internal interface IHostSharedMemory
     /// <summary>Atomic or (<c>atom.relaxed.sys.or</c>); returns the old value.</summary>
     int Or(SharedView<int> words, long index, int value);
 
+    /// <summary>
+    /// Atomic or, acquire and release (<c>atom.acq_rel.sys.or</c>); returns the old value. Used on device PTEs only
+    /// (marking a faulted page wanted), where every read is an acquire.
+    /// </summary>
+    long Or(SharedView<long> words, long index, long value);
+
     /// <summary>A full fence at system scope (<c>fence.sc.sys</c>): sequentially consistent with the host's locked instructions.</summary>
     void Fence();
+
+    /// <summary>
+    /// Polls of the device PTE a thread makes while it first waits for the host to map a faulted page, before it goes on
+    /// with its other ops (and comes back to this one at the end of its share): about a hundred microseconds — the
+    /// host usually answers in a few.
+    /// </summary>
+    int GrantSpinLimit { get; }
 
     /// <summary>
     /// Orders a store before it against a load after it, for the Dekker pair of the hazard protocol: <c>fence.sc.sys</c>
@@ -113,9 +126,18 @@ internal readonly struct SystemScope : IHostSharedMemory
         return old;
     }
 
+    public long Or(SharedView<long> words, long index, long value)
+    {
+        CudaAsm.Emit("atom.acq_rel.sys.or.b64 %0, [%1], %2;", out long old, words.DeviceAddress + (index * sizeof(long)), value);
+        return old;
+    }
+
     public void Fence() => CudaAsm.Emit("fence.sc.sys;");
 
     public void FenceStoreLoad() => CudaAsm.Emit("fence.sc.sys;");
+
+    // About a millisecond of polls at PCIe latency.
+    public int GrantSpinLimit => 1 << 10;
 }
 
 /// <summary>
@@ -150,7 +172,12 @@ internal readonly struct CpuAcceleratorScope : IHostSharedMemory
 
     public int Or(SharedView<int> words, long index, int value) => Atomic.Or(ref words.View[index], value);
 
+    public long Or(SharedView<long> words, long index, long value) => Atomic.Or(ref words.View[index], value);
+
     public void Fence() => MemoryFence.SystemLevel();
+
+    // About a hundred microseconds of interlocked polls.
+    public int GrantSpinLimit => 1 << 12;
 
     public void FenceStoreLoad()
     {

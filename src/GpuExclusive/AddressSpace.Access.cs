@@ -70,34 +70,45 @@ public sealed partial class AddressSpace
         }
 
         var spinner = new SpinWait();
-        while (true)
+        var kept = -1L; // a frame a device-exclusive restore left locked until this read is done
+        try
         {
-            // In the fast span the count is found by indexing, like the PTE: no radix walk on the way to the fault.
-            var versionAddress = PageTable.FindVersion(_fastPtes, _pageTable, address);
-            if (versionAddress != null)
+            while (true)
             {
-                var version = Volatile.Read(ref *versionAddress);
-                if ((version & 1) != 0)
+                // In the fast span the count is found by indexing, like the PTE: no radix walk on the way to the fault.
+                var versionAddress = PageTable.FindVersion(_fastPtes, _pageTable, address);
+                if (versionAddress != null)
                 {
-                    spinner.SpinOnce();
-                    continue; // a writer is changing this leaf
-                }
-
-                var pointer = TranslateInsideAccess(address, isWrite: false);
-                if (pointer != null)
-                {
-                    var value = Unsafe.ReadUnaligned<T>(pointer);
-                    Volatile.ReadBarrier();
-                    if (Volatile.Read(ref *versionAddress) == version)
+                    var version = Volatile.Read(ref *versionAddress);
+                    if ((version & 1) != 0)
                     {
-                        return value;
+                        spinner.SpinOnce();
+                        continue; // a writer is changing this leaf
                     }
 
-                    continue;
-                }
-            }
+                    var pointer = TranslateInsideAccess(address, isWrite: false);
+                    if (pointer != null)
+                    {
+                        var value = Unsafe.ReadUnaligned<T>(pointer);
+                        Volatile.ReadBarrier();
+                        if (Volatile.Read(ref *versionAddress) == version)
+                        {
+                            return value;
+                        }
 
-            HandleFault(address, isWrite: false);
+                        continue;
+                    }
+                }
+
+                ReleaseRestored(kept);
+                kept = -1;
+                kept = HandleFault(address, isWrite: false);
+            }
+        }
+        finally
+        {
+            ReleaseRestored(kept);
+            RunDeferredAfterAccess();
         }
     }
 
@@ -155,38 +166,77 @@ public sealed partial class AddressSpace
     private unsafe void WriteAfterFault<T>(ulong address, T value)
         where T : unmanaged
     {
+        try
+        {
+            WriteAfterFaultLoop(address, value);
+        }
+        finally
+        {
+            RunDeferredAfterAccess();
+        }
+    }
+
+    private unsafe void WriteAfterFaultLoop<T>(ulong address, T value)
+        where T : unmanaged
+    {
         while (true)
         {
-            HandleFault(address, isWrite: true);
-            ref var slot = ref TlbShootdown.Enter();
-            var pointer = TranslateInsideAccess(address, isWrite: true);
-            if (pointer != null)
+            var kept = HandleFault(address, isWrite: true);
+            try
             {
-                Unsafe.WriteUnaligned(pointer, value);
-                TlbShootdown.Exit(ref slot);
-                return;
-            }
+                ref var slot = ref TlbShootdown.Enter();
+                var pointer = TranslateInsideAccess(address, isWrite: true);
+                if (pointer != null)
+                {
+                    Unsafe.WriteUnaligned(pointer, value);
+                    TlbShootdown.Exit(ref slot);
+                    return;
+                }
 
-            TlbShootdown.Exit(ref slot);
+                TlbShootdown.Exit(ref slot);
+            }
+            finally
+            {
+                ReleaseRestored(kept);
+            }
         }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private unsafe int AtomicAddAfterFault(ulong address, int value)
     {
+        try
+        {
+            return AtomicAddAfterFaultLoop(address, value);
+        }
+        finally
+        {
+            RunDeferredAfterAccess();
+        }
+    }
+
+    private unsafe int AtomicAddAfterFaultLoop(ulong address, int value)
+    {
         while (true)
         {
-            HandleFault(address, isWrite: true);
-            ref var slot = ref TlbShootdown.Enter();
-            var pointer = TranslateInsideAccess(address, isWrite: true);
-            if (pointer != null)
+            var kept = HandleFault(address, isWrite: true);
+            try
             {
-                var result = Interlocked.Add(ref Unsafe.AsRef<int>(pointer), value);
-                TlbShootdown.Exit(ref slot);
-                return result;
-            }
+                ref var slot = ref TlbShootdown.Enter();
+                var pointer = TranslateInsideAccess(address, isWrite: true);
+                if (pointer != null)
+                {
+                    var result = Interlocked.Add(ref Unsafe.AsRef<int>(pointer), value);
+                    TlbShootdown.Exit(ref slot);
+                    return result;
+                }
 
-            TlbShootdown.Exit(ref slot);
+                TlbShootdown.Exit(ref slot);
+            }
+            finally
+            {
+                ReleaseRestored(kept);
+            }
         }
     }
 
@@ -196,29 +246,42 @@ public sealed partial class AddressSpace
     {
         ThrowIfRangeOverflows(address, destination.Length);
         var done = 0;
-        while (done < destination.Length)
+        var kept = -1L; // a frame a device-exclusive restore left locked until its chunk is copied
+        try
         {
-            var at = address + (ulong)done;
-            var chunk = (int)Math.Min((ulong)(destination.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
-            var leaf = _pageTable.FindLeaf(at);
-            var version = leaf is null ? 1 : Volatile.Read(ref leaf.Version);
-            var pointer = (version & 1) == 0 ? TranslateInsideAccess(at, isWrite: false) : null;
-            if (pointer == null)
+            while (done < destination.Length)
             {
-                if (leaf is null || (version & 1) == 0)
+                var at = address + (ulong)done;
+                var chunk = (int)Math.Min((ulong)(destination.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
+                var leaf = _pageTable.FindLeaf(at);
+                var version = leaf is null ? 1 : Volatile.Read(ref leaf.Version);
+                var pointer = (version & 1) == 0 ? TranslateInsideAccess(at, isWrite: false) : null;
+                if (pointer == null)
                 {
-                    HandleFault(at, isWrite: false);
+                    if (leaf is null || (version & 1) == 0)
+                    {
+                        ReleaseRestored(kept);
+                        kept = -1;
+                        kept = HandleFault(at, isWrite: false);
+                    }
+
+                    continue;
                 }
 
-                continue;
+                new ReadOnlySpan<byte>(pointer, chunk).CopyTo(destination.Slice(done, chunk));
+                Volatile.ReadBarrier();
+                if (Volatile.Read(ref leaf!.Version) == version)
+                {
+                    done += chunk; // otherwise a writer changed the leaf meanwhile: copy this chunk again
+                    ReleaseRestored(kept);
+                    kept = -1;
+                }
             }
-
-            new ReadOnlySpan<byte>(pointer, chunk).CopyTo(destination.Slice(done, chunk));
-            Volatile.ReadBarrier();
-            if (Volatile.Read(ref leaf!.Version) == version)
-            {
-                done += chunk; // otherwise a writer changed the leaf meanwhile: copy this chunk again
-            }
+        }
+        finally
+        {
+            ReleaseRestored(kept);
+            RunDeferredAfterAccess();
         }
     }
 
@@ -237,22 +300,35 @@ public sealed partial class AddressSpace
 
         PreflightWrite(address, (ulong)source.Length);
         var done = 0;
-        while (done < source.Length)
+        var kept = -1L; // a frame a device-exclusive restore left locked until its chunk is written
+        try
         {
-            var at = address + (ulong)done;
-            var chunk = (int)Math.Min((ulong)(source.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
-            ref var slot = ref TlbShootdown.Enter();
-            var pointer = TranslateInsideAccess(at, isWrite: true);
-            if (pointer == null)
+            while (done < source.Length)
             {
-                TlbShootdown.Exit(ref slot);
-                HandleFault(at, isWrite: true);
-                continue;
-            }
+                var at = address + (ulong)done;
+                var chunk = (int)Math.Min((ulong)(source.Length - done), PagePool.PageSize - (at & AddressRange.PageMask));
+                ref var slot = ref TlbShootdown.Enter();
+                var pointer = TranslateInsideAccess(at, isWrite: true);
+                if (pointer == null)
+                {
+                    TlbShootdown.Exit(ref slot);
+                    ReleaseRestored(kept);
+                    kept = -1;
+                    kept = HandleFault(at, isWrite: true);
+                    continue;
+                }
 
-            source.Slice(done, chunk).CopyTo(new Span<byte>(pointer, chunk));
-            TlbShootdown.Exit(ref slot);
-            done += chunk;
+                source.Slice(done, chunk).CopyTo(new Span<byte>(pointer, chunk));
+                TlbShootdown.Exit(ref slot);
+                done += chunk;
+                ReleaseRestored(kept);
+                kept = -1;
+            }
+        }
+        finally
+        {
+            ReleaseRestored(kept);
+            RunDeferredAfterAccess();
         }
     }
 

@@ -10,8 +10,12 @@ namespace GpuExclusive;
 public sealed partial class AddressSpace
 {
     /// <summary>Resolves a fault at <paramref name="address"/> so that the access can be retried, or throws.</summary>
+    /// <returns>
+    /// A frame a device-exclusive restore left locked and referenced: the caller retries its access once before
+    /// <see cref="ReleaseRestored"/>, so that no device can take the page back in between; -1 when none.
+    /// </returns>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void HandleFault(ulong address, bool isWrite)
+    private long HandleFault(ulong address, bool isWrite)
     {
         Debug.Assert(!TlbShootdown.IsInsideAccess, "the fault path may block: it must run outside an access");
         EngineMetrics.CpuFaults.Add(1);
@@ -26,7 +30,15 @@ public sealed partial class AddressSpace
                 throw new MemoryAccessException(address, isWrite, $"the mapping {area} does not allow it");
             }
 
-            HandleFaultLocked(area, address & ~AddressRange.PageMask, isWrite);
+            t_faultingAccesses++;
+            try
+            {
+                return HandleFaultLocked(area, address & ~AddressRange.PageMask, isWrite, reservation: null, keepRestoredLocked: true);
+            }
+            finally
+            {
+                t_faultingAccesses--;
+            }
         }
         finally
         {
@@ -35,7 +47,8 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>One step of fault handling for an access the area allows. Caller holds the mmap lock (either mode).</summary>
-    private void HandleFaultLocked(Vma area, ulong page, bool isWrite, FrameReservation? reservation = null)
+    /// <returns>With <paramref name="keepRestoredLocked"/>, the frame a device-exclusive restore kept locked (see <see cref="HandleFault"/>); else -1.</returns>
+    private long HandleFaultLocked(Vma area, ulong page, bool isWrite, FrameReservation? reservation = null, bool keepRestoredLocked = false)
     {
         var leaf = _pageTable.GetOrCreateLeaf(page);
         var pte = Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]);
@@ -45,7 +58,8 @@ public sealed partial class AddressSpace
         }
         else if (Pte.IsDeviceExclusive(pte))
         {
-            RestoreDeviceExclusiveLocked(area, leaf, page, pte);
+            RestoreDeviceExclusiveLocked(area, leaf, page, pte, mayBlock: true, owner: null, keepRestoredLocked, out var kept);
+            return kept;
         }
         else if (isWrite && !Pte.IsWritable(pte))
         {
@@ -53,6 +67,7 @@ public sealed partial class AddressSpace
         }
 
         // Otherwise another thread resolved it already: retrying the access is all that is left.
+        return -1;
     }
 
     /// <summary>First touch: map a zeroed private frame, or the shared object's frame (<c>do_anonymous_page</c>, <c>do_shared_fault</c>).</summary>

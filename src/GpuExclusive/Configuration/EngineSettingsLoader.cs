@@ -42,6 +42,7 @@ public static class EngineSettingsLoader
         ["Engine:ResidentBatchOps"] = (0, 65536),
         ["Engine:ResidentIdleMicroseconds"] = (1, 10_000_000),
         ["Engine:DeviceTimeoutMilliseconds"] = (1, 3_600_000),
+        ["Engine:DeviceQuantumMicroseconds"] = (0, 1_000_000),
     };
 
     /// <summary>The accepted range of an integer key (e.g. <c>Engine:KernelGroups</c>).</summary>
@@ -94,6 +95,7 @@ public static class EngineSettingsLoader
         int residentBatchOps = EngineSettings.DefaultResidentBatchOps;
         int residentIdle = EngineSettings.DefaultResidentIdleMicroseconds;
         int deviceTimeout = EngineSettings.DefaultDeviceTimeoutMilliseconds;
+        int deviceQuantum = EngineSettings.DefaultDeviceQuantumMicroseconds;
         var defaultLevel = LogLevel.Warning;
         var categories = new Dictionary<string, LogLevel>(StringComparer.OrdinalIgnoreCase);
 
@@ -109,6 +111,7 @@ public static class EngineSettingsLoader
                 case "Engine:ResidentBatchOps": residentBatchOps = (int)(long)parsed; break;
                 case "Engine:ResidentIdleMicroseconds": residentIdle = (int)(long)parsed; break;
                 case "Engine:DeviceTimeoutMilliseconds": deviceTimeout = (int)(long)parsed; break;
+                case "Engine:DeviceQuantumMicroseconds": deviceQuantum = (int)(long)parsed; break;
                 case AcceleratorKey: accelerator = (AcceleratorKind)parsed; break;
                 case DefaultLogLevelKey: defaultLevel = (LogLevel)parsed; break;
                 default: categories[value.Key[(LogLevelSection.Length + 1)..]] = (LogLevel)parsed; break;
@@ -125,6 +128,7 @@ public static class EngineSettingsLoader
             ResidentBatchOps = residentBatchOps,
             ResidentIdleMicroseconds = residentIdle,
             DeviceTimeoutMilliseconds = deviceTimeout,
+            DeviceQuantumMicroseconds = deviceQuantum,
             DefaultLogLevel = defaultLevel,
             CategoryLogLevels = categories,
             Values = values,
@@ -199,6 +203,7 @@ public static class EngineSettingsLoader
             ["Engine:ResidentBatchOps", defaults.ResidentBatchOps.ToString(CultureInfo.InvariantCulture)],
             ["Engine:ResidentIdleMicroseconds", defaults.ResidentIdleMicroseconds.ToString(CultureInfo.InvariantCulture)],
             ["Engine:DeviceTimeoutMilliseconds", defaults.DeviceTimeoutMilliseconds.ToString(CultureInfo.InvariantCulture)],
+            ["Engine:DeviceQuantumMicroseconds", defaults.DeviceQuantumMicroseconds.ToString(CultureInfo.InvariantCulture)],
             [DefaultLogLevelKey, defaults.DefaultLogLevel.ToString()],
         ];
         return new Layer([.. pairs.Select(p => new SettingValue(p[0], p[1], SettingSource.Default, DefaultOrigin))]);

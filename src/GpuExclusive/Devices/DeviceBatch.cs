@@ -17,7 +17,7 @@ internal sealed class DeviceBatch : IDisposable
             Ops = device.AllocateShared<DeviceOp>(capacity);
             States = device.AllocateShared<int>(capacity);
             OldValues = device.AllocateShared<long>(capacity);
-            Faults = device.AllocateShared<int>(Math.Min(capacity, 4096));
+            Faults = device.AllocateShared<int>(RingLength(capacity));
         }
         catch
         {
@@ -28,6 +28,12 @@ internal sealed class DeviceBatch : IDisposable
     }
 
     internal int Capacity { get; }
+
+    /// <summary>
+    /// The fault ring's length: a power of two (the kernel indexes it with a mask), at most 4096 — a thread records at
+    /// most one fault at a time, and a lapped ring only costs a scan after the launch.
+    /// </summary>
+    private static int RingLength(int capacity) => (int)Math.Min(4096, Math.Max(64, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity)));
 
     /// <summary>Ops in the current use of the batch (at most <see cref="Capacity"/>); the kernel sees this many.</summary>
     internal int Count { get; private set; }
@@ -40,10 +46,27 @@ internal sealed class DeviceBatch : IDisposable
     {
         Count = count;
         States.AsSpan(count).Clear();
+        if (FaultCount != 0)
+        {
+            Faults.AsSpan((int)Faults.Length).Clear(); // entries a launch left untaken
+        }
+
         FaultCount = 0;
         Refused = 0;
         Stopped = false;
+        LeftPending = false;
+        Launch = null;
+        HoldSlots.Clear();
     }
+
+    /// <summary>True when the last launch left ops pending that it recorded no fault for the host to service: scan for them.</summary>
+    internal bool LeftPending { get; set; }
+
+    /// <summary>The faults of the launch running the batch now, or of its last one.</summary>
+    internal LaunchFaults? Launch { get; set; }
+
+    /// <summary>Slots granted for this use of the batch with a quantum (their holds are dropped when the run ends).</summary>
+    internal List<int> HoldSlots { get; } = [];
 
     /// <summary>Ops the host marked <see cref="OpState.NotMapped"/> or <see cref="OpState.PermissionDenied"/> in this use.</summary>
     internal int Refused { get; set; }
@@ -55,10 +78,10 @@ internal sealed class DeviceBatch : IDisposable
 
     internal HostMappedArray<long> OldValues { get; }
 
-    /// <summary>Slots of device faults of the last launch (the first <c>Faults.Length</c> of them).</summary>
+    /// <summary>The fault ring a launch of this batch appends to (op index + 1 per entry; see <see cref="ControlBlock.FaultCount"/>).</summary>
     internal HostMappedArray<int> Faults { get; }
 
-    /// <summary>Device faults the last launch counted; more than <c>Faults.Length</c> means the buffer overflowed.</summary>
+    /// <summary>Device faults the last launch recorded.</summary>
     internal int FaultCount { get; set; }
 
     public void Dispose()

@@ -189,7 +189,15 @@ public sealed partial class DeviceMirror : IDisposable
         }
     }
 
-    /// <summary>Runs a filled batch to the end: services <paramref name="notAtomic"/> first, then launches and replays.</summary>
+    /// <summary>
+    /// Runs a filled batch to the end: services <paramref name="notAtomic"/> first, then launches — servicing the faults
+    /// the kernel records while it runs — and replays what a launch left pending.
+    /// </summary>
+    /// <remarks>
+    /// Pages granted here are released (their frames unlocked) as soon as they are mapped: what keeps them with the
+    /// device for a while is their hold, which a revocation waits out (the quantum), not a lock held for the launch —
+    /// so no CPU access waits for a whole launch (docs/architecture.md, "device faults and the quantum").
+    /// </remarks>
     private BatchResult RunBatch(DeviceBatch batch, SortedSet<ulong>? notAtomic, Span<long> oldValues)
     {
         long deviceFaults = 0, launches = 0;
@@ -211,21 +219,21 @@ public sealed partial class DeviceMirror : IDisposable
                 ThrowIfDisposed();
                 _device.LaunchBatch(batch, this);
                 launches++;
-                ReleaseAll(held); // the ops that faulted on these pages have had their launch (DESIGN §3.5 #6)
+                deviceFaults += batch.FaultCount;
+                EngineMetrics.DeviceFaults.Add(batch.FaultCount);
                 var faulted = FaultedPages(batch);
                 if (faulted.Count == 0)
                 {
                     break;
                 }
 
-                deviceFaults += faulted.Count;
-                EngineMetrics.DeviceFaults.Add(faulted.Count);
                 ServiceFaults(batch, faulted, held);
             }
         }
         finally
         {
             ReleaseAll(held);
+            DropHolds(batch);
         }
 
         EngineMetrics.Replays.Add(launches - 1);
@@ -363,6 +371,7 @@ public sealed partial class DeviceMirror : IDisposable
     {
         var cleared = t_clearedSlots ??= [];
         cleared.Clear();
+        List<Hold>? holds = null;
         lock (_lock)
         {
             if (_disposed)
@@ -370,7 +379,34 @@ public sealed partial class DeviceMirror : IDisposable
                 return;
             }
 
-            ClearLocked(range.Start, range.End, cleared);
+            if (_holds.Count != 0)
+            {
+                holds = TakeHoldsLocked(range.Start, range.End);
+            }
+
+            if (holds is null)
+            {
+                ClearLocked(range.Start, range.End, cleared);
+            }
+        }
+
+        if (holds is not null)
+        {
+            // Held pages stay with the device for their quantum: wait it out before clearing anything.
+            foreach (var hold in holds)
+            {
+                WaitOutHold(hold);
+            }
+
+            lock (_lock)
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+
+                ClearLocked(range.Start, range.End, cleared);
+            }
         }
 
         if (cleared.Count == 0)
@@ -393,11 +429,44 @@ public sealed partial class DeviceMirror : IDisposable
     private void InvalidatePage(in NotifierRange range)
     {
         int slot;
+        Hold hold;
         lock (_lock)
         {
-            if (_disposed || !TryClearLocked(range.Start >> PagePool.PageShift, out slot))
+            var page = range.Start >> PagePool.PageShift;
+            if (_disposed)
             {
-                return; // gone, or nothing mapped there: the device cannot be touching it
+                return;
+            }
+
+            if (_holds.Count == 0 || !TryGetSlotLocked(page, out slot) || !_holds.Remove(slot, out hold))
+            {
+                if (!TryClearLocked(page, out slot))
+                {
+                    return; // nothing mapped there: the device cannot be touching it
+                }
+
+                hold = default;
+            }
+        }
+
+        if (hold.Batch is not null)
+        {
+            // A page granted to serve a running batch: the device keeps it for its quantum (docs/architecture.md).
+            _device.Executor.HintFaultsComing();
+            WaitOutHold(hold);
+            lock (_lock)
+            {
+                if (_disposed || !TryClearLocked(range.Start >> PagePool.PageShift, out slot))
+                {
+                    return;
+                }
+            }
+
+            if (range.Event == NotifierEvent.Clear && range.Owner is null && hold.Launch is { Running: true } launch)
+            {
+                // A CPU access takes the page: once that access is done, give the page straight back if the batch
+                // waits for it — the thread that is surely running then is the one that took it.
+                AddressSpace.DeferUntilAccessDone(new PageReturn(this, range.Start, launch).Run);
             }
         }
 
@@ -408,6 +477,25 @@ public sealed partial class DeviceMirror : IDisposable
         }
     }
 
+    /// <summary>Removes and returns the holds on the pages of <c>[start, end)</c>, or null when there are none.</summary>
+    private List<Hold>? TakeHoldsLocked(ulong start, ulong end)
+    {
+        List<Hold>? holds = null;
+        List<int>? slots = null;
+        foreach (var (slot, hold) in _holds)
+        {
+            var at = _slotPages[slot] << PagePool.PageShift;
+            if (at >= start && at < end)
+            {
+                (holds ??= []).Add(hold);
+                (slots ??= []).Add(slot);
+            }
+        }
+
+        slots?.ForEach(slot => _holds.Remove(slot));
+        return holds;
+    }
+
     // Slots an invalidation of a range cleared, reused per thread: an unmap or a protect allocates nothing.
     [ThreadStatic]
     private static List<int>? t_clearedSlots;
@@ -415,7 +503,7 @@ public sealed partial class DeviceMirror : IDisposable
     /// <summary>Clears <paramref name="page"/>'s device PTE if it is valid, with a full fence (the host half of the hazard handshake).</summary>
     private bool TryClearLocked(ulong page, out int slot)
     {
-        if (TryGetSlotLocked(page, out slot) && Volatile.Read(ref _table[slot]) != 0)
+        if (TryGetSlotLocked(page, out slot) && DevicePte.Permission(Volatile.Read(ref _table[slot])) != DevicePte.Invalid)
         {
             Interlocked.Exchange(ref _table[slot], DevicePte.Invalid);
             return true;
@@ -445,7 +533,7 @@ public sealed partial class DeviceMirror : IDisposable
         foreach (var (page, slot) in _slots)
         {
             var at = page << PagePool.PageShift;
-            if (at >= start && at < end && Volatile.Read(ref table[slot]) != 0)
+            if (at >= start && at < end && DevicePte.Permission(Volatile.Read(ref table[slot])) != DevicePte.Invalid)
             {
                 Interlocked.Exchange(ref table[slot], DevicePte.Invalid);
                 cleared.Add(slot);
@@ -556,9 +644,14 @@ public sealed partial class DeviceMirror : IDisposable
     /// Atomic, unless an invalidation overlapped the grant (then nothing is mapped and the caller retries): the
     /// <c>mmu_interval_read_begin/retry</c> loop of nouveau, with a temporary interval notifier over the range.
     /// </summary>
-    private void GrantAndMap(ulong start, ulong end, List<GrantedPage> held) => GrantAndMap([(start, end)], held);
+    private void GrantAndMap(ulong start, ulong end, List<GrantedPage> held) => GrantAndMap([(start, end)], held, batch: null, launch: null, serviced: false);
 
-    private void GrantAndMap(IReadOnlyList<(ulong Start, ulong End)> runs, List<GrantedPage> held)
+    /// <summary>
+    /// Grants <paramref name="runs"/> and maps what it granted Atomic (see the overload for one range); for a
+    /// <paramref name="batch"/>, each page mapped gets a hold of one quantum (and the fault of
+    /// <paramref name="launch"/> it serves as its floor). Returns the pages mapped.
+    /// </summary>
+    private int GrantAndMap(IReadOnlyList<(ulong Start, ulong End)> runs, List<GrantedPage> held, DeviceBatch? batch, LaunchFaults? launch, bool serviced)
     {
         var interval = new GrantInterval(_device);
         using var registration = Space.InsertIntervalNotifier(interval, runs[0].Start, runs[^1].End - runs[0].Start);
@@ -578,14 +671,23 @@ public sealed partial class DeviceMirror : IDisposable
             ThrowIfDisposedLocked();
             if (interval.ReadRetry(sequence))
             {
-                return; // the frames stay held until released; the pages are simply not mapped on the device
+                return 0; // the frames stay held until released; the pages are simply not mapped on the device
             }
 
             for (var i = first; i < held.Count; i++)
             {
-                var slot = SlotForLocked(held[i].Address >> PagePool.PageShift);
+                var page = held[i].Address >> PagePool.PageShift;
+                var slot = SlotForLocked(page);
+                if (batch is not null)
+                {
+                    // Before the entry: a revocation must never find the page mapped without its hold.
+                    AddHoldLocked(slot, page, batch, launch, serviced);
+                }
+
                 Volatile.Write(ref _table[slot], DevicePte.Make(held[i].Frame, DevicePte.Atomic));
             }
+
+            return held.Count - first;
         }
     }
 
@@ -851,35 +953,25 @@ public sealed partial class DeviceMirror : IDisposable
         }
     }
 
-    /// <summary>The pages of the ops still pending after a launch, from the fault buffer (or a scan when it overflowed).</summary>
+    /// <summary>
+    /// The pages of the ops a launch left pending: none when every thread that faulted got its page while the launch
+    /// ran; otherwise (a thread stopped waiting, a stop, a lapped fault ring) a scan of the batch finds them.
+    /// </summary>
     private SortedSet<ulong> FaultedPages(DeviceBatch batch)
     {
         var pages = new SortedSet<ulong>();
-        if (batch.FaultCount == 0 && !batch.Stopped)
+        if (!batch.Stopped && !batch.LeftPending)
         {
-            return pages; // the launch ran to its end and nothing faulted: every op it saw pending is done
+            return pages; // every op was applied, or refused while the launch ran
         }
 
         lock (_lock)
         {
-            if (batch.FaultCount <= batch.Faults.Length)
+            for (var i = 0; i < batch.Count; i++)
             {
-                for (var i = 0; i < batch.FaultCount; i++)
+                if (Volatile.Read(ref batch.States[i]) == OpState.Pending)
                 {
-                    pages.Add(_slotPages[batch.Faults[i]]);
-                }
-            }
-
-            // Ops that never ran (a stop before their turn) are pending without a fault record, and an overflowing
-            // fault buffer lost some records: find those by scanning.
-            if (batch.Stopped || batch.FaultCount > batch.Faults.Length)
-            {
-                for (var i = 0; i < batch.Count; i++)
-                {
-                    if (Volatile.Read(ref batch.States[i]) == OpState.Pending)
-                    {
-                        pages.Add(_slotPages[batch.Ops[i].Slot]);
-                    }
+                    pages.Add(_slotPages[batch.Ops[i].Slot]);
                 }
             }
 
@@ -909,8 +1001,8 @@ public sealed partial class DeviceMirror : IDisposable
     }
 
     /// <summary>
-    /// Services device faults: refuses ops on pages that can never be granted, and grants the rest — every run under one
-    /// mmap-lock acquisition and one retry check. The frames stay held (locked) until the next launch has returned.
+    /// Services device faults between launches: refuses ops on pages that can never be granted, and grants the rest —
+    /// every run under one mmap-lock acquisition and one retry check — each with a hold of one quantum.
     /// </summary>
     private void ServiceFaults(DeviceBatch batch, SortedSet<ulong> faulted, List<GrantedPage> held)
     {
@@ -941,11 +1033,15 @@ public sealed partial class DeviceMirror : IDisposable
         {
             try
             {
-                GrantAndMap(runs, held);
+                GrantAndMap(runs, held, batch, launch: null, serviced: false);
             }
             catch (Exception ex) when (ex is MemoryAccessException or NotSupportedException)
             {
                 // The mapping changed since we classified the page: the next launch faults again and classifies anew.
+            }
+            finally
+            {
+                ReleaseAll(held);
             }
         }
 

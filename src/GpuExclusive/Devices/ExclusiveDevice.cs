@@ -41,8 +41,9 @@ public sealed class ExclusiveDevice : IDisposable
     // One word per kernel thread: the slot (+1) whose entry it is reading or whose page it is applying an atomic to.
     private readonly HostMappedArray<int> _hazards;
 
-    // One word per kernel thread, bumped at every stop poll: how the host tells a long batch from a stalled device.
-    private readonly HostMappedArray<int> _heartbeats;
+    // Two words per kernel thread (AtomicBatchKernel.ProgressStride): a heartbeat bumped at every stop poll — how the
+    // host tells a long batch from a stalled device — and the op (+1) the thread awaits a grant for.
+    private readonly HostMappedArray<int> _progress;
 
     // The resident kernel's staging batch (null when it is turned off) and its last doorbell number.
     private readonly DeviceBatch? _residentBatch;
@@ -109,7 +110,7 @@ public sealed class ExclusiveDevice : IDisposable
         // a stop is seen within StopPollOps ops per thread, whatever the batch size.
         var groupSize = settings.KernelGroupSize > 0
             ? Math.Min(settings.KernelGroupSize, accelerator.MaxNumThreadsPerGroup)
-            : Math.Min(accelerator.MaxNumThreadsPerGroup, kind == AcceleratorKind.Cuda ? 256 : accelerator.MaxNumThreadsPerGroup);
+            : kind == AcceleratorKind.Cuda ? Math.Min(accelerator.MaxNumThreadsPerGroup, 256) : 1;
         var groups = settings.KernelGroups > 0
             ? settings.KernelGroups
             : Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize) * accelerator.NumMultiprocessors;
@@ -125,11 +126,13 @@ public sealed class ExclusiveDevice : IDisposable
             ? (int)Math.Min(int.MaxValue, (long)settings.ResidentIdleMicroseconds * CpuPollsPerMicrosecond)
             : 0;
         _hazards = new HostMappedArray<int>(Binder, (long)Math.Max(GridThreads, residentThreads) * AtomicBatchKernel.HazardStride);
-        _heartbeats = new HostMappedArray<int>(Binder, Math.Max(GridThreads, residentThreads));
+        _progress = new HostMappedArray<int>(Binder, (long)Math.Max(GridThreads, residentThreads) * AtomicBatchKernel.ProgressStride);
         if (settings.ResidentBatchOps > 0)
         {
             _residentBatch = new DeviceBatch(this, settings.ResidentBatchOps);
         }
+        QuantumTicks = (long)(settings.DeviceQuantumMicroseconds * (Stopwatch.Frequency / 1e6));
+        _residentThreads = residentThreads;
         DeviceLog.Opened(_logger, kind, Name, groups, groupSize, reason);
     }
 
@@ -143,6 +146,14 @@ public sealed class ExclusiveDevice : IDisposable
     public int GridThreads { get; }
 
     internal DeviceExecutor Executor { get; }
+
+    /// <summary>The device quantum (<see cref="EngineSettings.DeviceQuantumMicroseconds"/>) in <see cref="Stopwatch"/> ticks.</summary>
+    internal long QuantumTicks { get; }
+
+    /// <summary>Faults the running kernel has recorded in its fault ring since the launch (or the resident batch) began.</summary>
+    internal int FaultCount => Volatile.Read(ref _control[ControlBlock.FaultCount]);
+
+    private readonly int _residentThreads;
 
     internal ZeroCopyBinder Binder { get; }
 
@@ -171,10 +182,12 @@ public sealed class ExclusiveDevice : IDisposable
         }
 
         loggerFactory ??= NullLoggerFactory.Instance;
-        // A CPU device sized to the machine: ILGPU's default 16 worker threads spin against each other on small
-        // machines and stop latency becomes scheduling latency.
+        // A CPU device sized to the machine, less one core for the host: ILGPU's default 16 worker threads spin against
+        // each other on small machines, and kernel threads on every core leave none for the threads that revoke pages
+        // and service the kernel's faults — a GPU never takes the host's cores, and the CPU accelerator stands in for
+        // one. Each multiprocessor runs one kernel thread (a group of one; ILGPU's warps have two lanes at least).
         var cores = Environment.ProcessorCount;
-        var cpu = new CPUDevice(numThreadsPerWarp: 2, numWarpsPerMultiprocessor: 1, numMultiprocessors: Math.Max(1, cores / 2));
+        var cpu = new CPUDevice(numThreadsPerWarp: 2, numWarpsPerMultiprocessor: 1, numMultiprocessors: Math.Max(1, cores - 1));
         var context = Context.Create(builder =>
         {
             builder.CPU(cpu);
@@ -257,6 +270,7 @@ public sealed class ExclusiveDevice : IDisposable
         Check(settings.ResidentBatchOps, nameof(EngineSettings.ResidentBatchOps));
         Check(settings.ResidentIdleMicroseconds, nameof(EngineSettings.ResidentIdleMicroseconds));
         Check(settings.DeviceTimeoutMilliseconds, nameof(EngineSettings.DeviceTimeoutMilliseconds));
+        Check(settings.DeviceQuantumMicroseconds, nameof(EngineSettings.DeviceQuantumMicroseconds));
 
         static void Check(int value, string name)
         {
@@ -295,7 +309,11 @@ public sealed class ExclusiveDevice : IDisposable
     internal HostMappedArray<T> AllocateShared<T>(long length)
         where T : unmanaged => new(Binder, length);
 
-    /// <summary>Runs one launch of the atomic batch kernel (through the executor: one kernel at a time, stoppable).</summary>
+    /// <summary>
+    /// Runs one launch of the atomic batch kernel (through the executor: one kernel at a time, stoppable), servicing the
+    /// device faults it records while it runs (<see cref="DeviceMirror.ServiceLaunchFaults"/>): a kernel thread that
+    /// faults waits for the page instead of ending the launch.
+    /// </summary>
     internal void LaunchBatch(DeviceBatch batch, DeviceMirror mirror)
     {
         if (_residentBatch is not null && batch.Count <= _residentBatch.Capacity)
@@ -304,15 +322,18 @@ public sealed class ExclusiveDevice : IDisposable
             return;
         }
 
-        Executor.Launch(() =>
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            ObjectDisposedException.ThrowIf(mirror.IsDisposed, mirror);
-            // Read the table inside the launch: it is only swapped while the executor is quiesced.
-            LaunchOnce(_kernel, batch, mirror.TableShared, mirror.PoolBuffer);
-            // A stop raised during the launch may have left ops that never ran (and recorded no fault).
-            batch.Stopped = (Volatile.Read(ref _control[ControlBlock.Stop]) & ControlBlock.StopRequested) != 0;
-        });
+        var faults = new LaunchFaults(batch, batch.States, batch.Faults, GridThreads);
+        batch.Launch = faults;
+        Executor.Launch(
+            () =>
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                ObjectDisposedException.ThrowIf(mirror.IsDisposed, mirror);
+                // Read the table inside the launch: it is only swapped while the executor is quiesced.
+                LaunchOnce(_kernel, batch, mirror.TableShared, mirror.PoolBuffer, faults);
+            },
+            () => mirror.ServiceLaunchFaults(faults));
+        FinishLaunch(batch, faults);
     }
 
     /// <summary>
@@ -325,28 +346,66 @@ public sealed class ExclusiveDevice : IDisposable
         var raw = LazyInitializer.EnsureInitialized(
             ref _rawKernel,
             () => LoadBatchKernel(_accelerator, _onCpu ? AtomicBatchKernel.ApplyWithoutHazardsOnCpuAccelerator : AtomicBatchKernel.ApplyWithoutHazards));
-        Executor.Launch(() => LaunchOnce(raw, batch, table.Shared(), memory));
+        Executor.Launch(() => LaunchOnce(raw, batch, table.Shared(), memory, faults: null));
     }
 
-    /// <summary>One blocking launch of a batch kernel over the whole grid; records the faults it counted.</summary>
-    private void LaunchOnce(BatchKernel kernel, DeviceBatch batch, SharedView<long> table, MemoryBuffer memory)
+    /// <summary>One blocking launch of a batch kernel over the whole grid (on the launcher thread).</summary>
+    private void LaunchOnce(BatchKernel kernel, DeviceBatch batch, SharedView<long> table, MemoryBuffer memory, LaunchFaults? faults)
     {
         // On the launcher thread: CUDA launches and synchronizes in the context current on the calling thread.
         _accelerator.Bind();
-        Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
+        ResetFaultRecords(batch);
         var bytes = memory.AsRawArrayView();
         var count = batch.Count;
         Interlocked.Increment(ref _kernelsInFlight);
-        kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.Shared(count), batch.OldValues.Shared(count), table, bytes.Cast<int>(), bytes.Cast<long>(), _control.Shared(), batch.Faults.Shared(), _hazards.Shared(), _heartbeats.Shared());
-        _accelerator.Synchronize();
+        if (faults is not null)
+        {
+            faults.Running = true;
+        }
+
+        try
+        {
+            kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.Shared(count), batch.OldValues.Shared(count), table, bytes.Cast<int>(), bytes.Cast<long>(), _control.Shared(), batch.Faults.Shared(), _hazards.Shared(), _progress.Shared());
+            _accelerator.Synchronize();
+        }
+        finally
+        {
+            if (faults is not null)
+            {
+                faults.Running = false;
+            }
+        }
+
         Interlocked.Decrement(ref _kernelsInFlight);
+    }
+
+    /// <summary>Empties the fault count, the left-pending flag and (where its last launch recorded faults) the fault ring.</summary>
+    private void ResetFaultRecords(DeviceBatch ringOwner)
+    {
+        Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
+        Volatile.Write(ref _control[ControlBlock.LeftPending], 0);
+        if (ringOwner.FaultCount != 0)
+        {
+            // The host zeroes the entries it takes; a launch that ended with entries not taken leaves them behind.
+            ringOwner.Faults.AsSpan((int)ringOwner.Faults.Length).Clear();
+            ringOwner.FaultCount = 0;
+        }
+    }
+
+    /// <summary>After a launch (or a resident batch): what the host needs to know to replay what is left.</summary>
+    private void FinishLaunch(DeviceBatch batch, LaunchFaults faults)
+    {
         batch.FaultCount = Volatile.Read(ref _control[ControlBlock.FaultCount]);
+        // A thread that stopped waiting for a grant left its op pending and said so; a stop raised during the launch may
+        // have left ops that never ran and said nothing; a lapped fault ring lost records. Any of them: scan.
+        batch.LeftPending = Volatile.Read(ref _control[ControlBlock.LeftPending]) != 0 || faults.Overflowed;
+        batch.Stopped = (Volatile.Read(ref _control[ControlBlock.Stop]) & ControlBlock.StopRequested) != 0;
     }
 
     /// <summary>
     /// Runs <paramref name="batch"/> on the resident kernel of <paramref name="mirror"/> (launching it if it is not
-    /// live): copies the batch into the kernel's staging arrays, rings the doorbell, waits until the kernel reports the
-    /// batch finished, and copies states, old values and faults back.
+    /// live): copies the batch into the kernel's staging arrays, rings the doorbell, services its device faults until
+    /// the kernel reports the batch finished, and copies states and old values back.
     /// </summary>
     private void RunOnResidentKernel(DeviceBatch batch, DeviceMirror mirror)
     {
@@ -368,7 +427,7 @@ public sealed class ExclusiveDevice : IDisposable
                 // The table and pool are launch arguments: a table swap quiesces, which ends this launch.
                 var bytes = mirror.PoolBuffer.AsRawArrayView();
                 Interlocked.Increment(ref _kernelsInFlight);
-                _serve(_residentGrid, staging.Ops.View, staging.States.Shared(), staging.OldValues.Shared(), mirror.TableShared, bytes.Cast<int>(), bytes.Cast<long>(), _control.Shared(), staging.Faults.Shared(), _hazards.Shared(), _heartbeats.Shared());
+                _serve(_residentGrid, staging.Ops.View, staging.States.Shared(), staging.OldValues.Shared(), mirror.TableShared, bytes.Cast<int>(), bytes.Cast<long>(), _control.Shared(), staging.Faults.Shared(), _hazards.Shared(), _progress.Shared());
                 _accelerator.Synchronize();
                 Interlocked.Decrement(ref _kernelsInFlight);
             },
@@ -380,24 +439,32 @@ public sealed class ExclusiveDevice : IDisposable
                 batch.Ops.AsSpan(count).CopyTo(staging.Ops.AsSpan(count));
                 batch.States.AsSpan(count).CopyTo(staging.States.AsSpan(count));
                 batch.OldValues.AsSpan(count).CopyTo(staging.OldValues.AsSpan(count));
-                Volatile.Write(ref _control[ControlBlock.FaultCount], 0);
+                ResetFaultRecords(staging);
                 Volatile.Write(ref _control[ControlBlock.Count], count);
+                var faults = new LaunchFaults(batch, staging.States, staging.Faults, _residentThreads);
+                batch.Launch = faults;
                 var bell = _doorbell == int.MaxValue ? 1 : _doorbell + 1; // never negative: the kernel reads that as "leave"
+                faults.Running = true;
                 if (Interlocked.CompareExchange(ref _control[ControlBlock.Doorbell], bell, _doorbell) != _doorbell)
                 {
+                    faults.Running = false;
                     return false; // closed: the kernel left after its idle polls
                 }
 
                 _doorbell = bell;
-                WaitUntilFinished(bell);
+                try
+                {
+                    WaitUntilFinished(bell, () => mirror.ServiceLaunchFaults(faults));
+                }
+                finally
+                {
+                    faults.Running = false;
+                }
+
                 staging.States.AsSpan(count).CopyTo(batch.States.AsSpan(count));
                 staging.OldValues.AsSpan(count).CopyTo(batch.OldValues.AsSpan(count));
-                var faults = Volatile.Read(ref _control[ControlBlock.FaultCount]);
-                var recorded = (int)Math.Min(Math.Min(faults, staging.Faults.Length), batch.Faults.Length);
-                staging.Faults.AsSpan(recorded).CopyTo(batch.Faults.AsSpan(recorded));
-                // More faults than the batch's buffer keeps: FaultCount past its length makes the host scan.
-                batch.FaultCount = faults;
-                batch.Stopped = (Volatile.Read(ref _control[ControlBlock.Stop]) & ControlBlock.StopRequested) != 0;
+                FinishLaunch(batch, faults);
+                staging.FaultCount = batch.FaultCount;
                 return true;
             });
     }
@@ -474,12 +541,37 @@ public sealed class ExclusiveDevice : IDisposable
         static bool Names(Span<int> slots, int slot) => slots.Length > 16 ? slots.BinarySearch(slot) >= 0 : slots.Contains(slot);
     }
 
-    private void WaitUntilFinished(int bell)
+    /// <summary>
+    /// Waits (bounded) until the resident kernel reports batch <paramref name="bell"/> finished, calling
+    /// <paramref name="service"/> meanwhile for the faults it records. A service error raises the stop flag (the kernel
+    /// leaves after this batch) and is thrown once the batch is finished: the staging arrays are never reused under it.
+    /// </summary>
+    private void WaitUntilFinished(int bell, Func<bool> service)
     {
         var spin = default(SpinWait);
         var deadline = Executor.StartDeadline();
+        Exception? serviceError = null;
+        Func<bool>? pump = service;
         while (Volatile.Read(ref _control[ControlBlock.Finished]) != bell)
         {
+            if (pump is not null)
+            {
+                try
+                {
+                    if (pump())
+                    {
+                        spin = default;
+                        continue;
+                    }
+                }
+                catch (Exception ex)
+                {
+                    serviceError = ex;
+                    pump = null;
+                    SetStopRequested(true);
+                }
+            }
+
             if (deadline.ExpiredWhileSpinning())
             {
                 throw Executor.Fail("the resident kernel to report a batch finished");
@@ -492,7 +584,7 @@ public sealed class ExclusiveDevice : IDisposable
                 // returned, so what it wrote is all there to see now.
                 if (Volatile.Read(ref _control[ControlBlock.Finished]) == bell)
                 {
-                    return;
+                    break;
                 }
 
                 Executor.ThrowIfResidentGone();
@@ -500,6 +592,11 @@ public sealed class ExclusiveDevice : IDisposable
 
             // Yield rather than sleep: the kernel answers within microseconds, a 1 ms sleep would dominate.
             spin.SpinOnce(sleep1Threshold: -1);
+        }
+
+        if (serviceError is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(serviceError);
         }
     }
 
@@ -600,7 +697,7 @@ public sealed class ExclusiveDevice : IDisposable
 
             // In this order: the accelerator (and the CUDA context) goes after the memory bound to it.
             Retire(_hazards);
-            Retire(_heartbeats);
+            Retire(_progress);
             Retire(_control);
             Retire(new Teardown(_accelerator, _context));
         }
@@ -651,15 +748,19 @@ public sealed class ExclusiveDevice : IDisposable
     /// <summary>Sums the kernels' heartbeat words: it changes while any kernel thread makes progress.</summary>
     private unsafe long HeartbeatSum()
     {
-        var beats = _heartbeats.Pointer;
+        var words = _progress.Pointer;
         long sum = 0;
-        for (var i = 0L; i < _heartbeats.Length; i++)
+        for (var i = 0L; i < _progress.Length; i += AtomicBatchKernel.ProgressStride)
         {
-            sum += Volatile.Read(ref beats[i]);
+            sum += Volatile.Read(ref words[i]);
         }
 
         return sum;
     }
+
+    /// <summary>True while kernel thread <paramref name="thread"/> waits for a grant for op <paramref name="op"/> (it has not seen the page mapped yet).</summary>
+    internal unsafe bool Awaits(int thread, int op) =>
+        Volatile.Read(ref _progress.Pointer[AtomicBatchKernel.ProgressAwaited(thread)]) == op + 1;
 
     /// <summary>
     /// The device was declared failed (<see cref="DeviceExecutor"/>): log it, and give every page its mirrors hold back to

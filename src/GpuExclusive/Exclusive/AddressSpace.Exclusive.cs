@@ -308,8 +308,19 @@ public sealed partial class AddressSpace
     /// restore a present PTE if the entry is still the one we saw. The access is retried either way.
     /// </summary>
     /// <returns>False only when <paramref name="mayBlock"/> is false and the page lock is busy.</returns>
-    private bool RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, bool mayBlock = true, object? owner = null)
+    private bool RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, bool mayBlock = true, object? owner = null) =>
+        RestoreDeviceExclusiveLocked(area, leaf, page, pte, mayBlock, owner, keepLocked: false, out _);
+
+    /// <summary>
+    /// <see cref="RestoreDeviceExclusiveLocked(Vma, PageTableLeaf, ulong, long, bool, object?)"/>; with
+    /// <paramref name="keepLocked"/>, a restored page's frame stays locked and referenced (<paramref name="kept"/>, else
+    /// -1) so that the CPU access that faulted completes before anyone else — a device re-granting the page — can take
+    /// the lock: the FIFO hand-off of docs/architecture.md. The caller retries its access, then calls
+    /// <see cref="ReleaseRestored"/>.
+    /// </summary>
+    private bool RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, bool mayBlock, object? owner, bool keepLocked, out long kept)
     {
+        kept = -1;
         if (_hasLogger)
         {
             Log.Fault(_logger, Id, "device-exclusive", page, false);
@@ -353,25 +364,45 @@ public sealed partial class AddressSpace
                     if (restored)
                     {
                         EngineMetrics.Revocations.Add(1);
+                        if (keepLocked)
+                        {
+                            kept = frame;
+                        }
                     }
                 }
             }
             finally
             {
-                FrameLock.Unlock(ref meta.State, frame);
+                if (kept < 0)
+                {
+                    FrameLock.Unlock(ref meta.State, frame);
+                }
             }
         }
         finally
         {
-            _pool.Put(frame);
+            if (kept < 0)
+            {
+                _pool.Put(frame);
+            }
         }
 
         return true;
     }
 
+    /// <summary>Unlocks and drops the reference of a frame a restore kept for the faulting access (-1: nothing kept).</summary>
+    private void ReleaseRestored(long frame)
+    {
+        if (frame >= 0)
+        {
+            FrameLock.Unlock(ref _pool.Meta(frame).State, frame);
+            _pool.Put(frame);
+        }
+    }
+
     /// <summary>
     /// Restores the device-exclusive entry at <paramref name="page"/>, if there is one, as a CPU touch would
-    /// (<see cref="RestoreDeviceExclusiveLocked"/>) but without an access: how a failed device's pages go back to the
+    /// (<see cref="RestoreDeviceExclusiveLocked(Vma, PageTableLeaf, ulong, long, bool, object?)"/>) but without an access: how a failed device's pages go back to the
     /// CPU. Does nothing on a disposed space or where nothing is mapped.
     /// </summary>
     internal void RestoreDeviceExclusive(ulong page)

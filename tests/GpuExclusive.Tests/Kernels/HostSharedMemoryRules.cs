@@ -57,9 +57,12 @@ internal static class HostSharedMemoryRules
                 Report(PtxRule.HazardWriteNotRelease, at, "a hazard change must release, at system scope, the atomics applied under the old word (st.release.sys)");
             }
 
-            if (Through(at, Table) && !(at.Op == "ld" && at.Is("acquire") && at.Is("sys")))
+            // The one write a kernel makes to a device PTE, marking a faulted page wanted, is an acquire-release or.
+            var tableRead = at.Op == "ld" && at.Is("acquire") && at.Is("sys");
+            var wantedMark = at.Op == "atom" && at.Is("or") && at.Is("acq_rel") && at.Is("sys");
+            if (Through(at, Table) && !(tableRead || wantedMark))
             {
-                Report(PtxRule.TableReadNotAcquire, at, "a device PTE is read with ld.acquire.sys, the acquire that makes the host's page contents visible");
+                Report(PtxRule.TableReadNotAcquire, at, "a device PTE is read with ld.acquire.sys (or marked wanted with atom.acq_rel.sys.or), the acquire that makes the host's page contents visible");
             }
 
             if (Through(at, Control) && at.Op == "atom" && at.Is("cas") && !(at.Is("acq_rel") && at.Is("sys")))

@@ -15,7 +15,7 @@ namespace GpuExclusive.Tests.Kernels;
 /// </summary>
 public sealed class PtxCompileTests
 {
-    private static readonly string[] Shared = ["states", "oldValues", "table", "control", "faults", "hazards", "heartbeats"];
+    private static readonly string[] Shared = ["states", "oldValues", "table", "control", "faults", "hazards", "progress"];
     private static readonly string[] DataPages = ["memory32", "memory64"];
 
     private static readonly Dictionary<string, Lazy<string>> BatchKernels = new[]
