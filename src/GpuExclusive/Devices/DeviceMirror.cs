@@ -50,8 +50,9 @@ public sealed partial class DeviceMirror : IDisposable
 
     // Batches of finished runs, kept for reuse (guarded by itself).
     private const int MaxSpareBatches = 4;
-    // Larger batches are freed after use rather than kept (a 1 M-op batch holds ~45 MiB).
-    private const int MaxSpareBatchOps = 1 << 20;
+    // Larger batches are freed after use rather than kept (44 bytes an op: a 4 M-op batch holds ~180 MiB). Up to that,
+    // a run reuses a batch instead of mapping and faulting its memory in again, which cost more than the run itself.
+    private const int MaxSpareBatchOps = 4 << 20;
     private readonly List<DeviceBatch> _spareBatches = [];
 
     internal DeviceMirror(ExclusiveDevice device, AddressSpace space, MemoryBuffer pool)

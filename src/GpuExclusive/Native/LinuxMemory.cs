@@ -19,6 +19,8 @@ internal static unsafe partial class LinuxMemory
     internal static readonly nint MapFailed = -1;
     /// <summary><c>MADV_DONTNEED</c>.</summary>
     internal const int MadvDontNeed = 4;
+    /// <summary><c>MADV_HUGEPAGE</c>: back the range with transparent huge pages where the kernel can.</summary>
+    internal const int MadvHugePage = 14;
 
     internal static bool IsSupported => OperatingSystem.IsLinux();
 
