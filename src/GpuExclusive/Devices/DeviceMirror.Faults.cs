@@ -60,10 +60,7 @@ public sealed partial class DeviceMirror
                 lock (_lock)
                 {
                     // Unmark the page: the next thread that faults on it records a fault, and is refused in turn.
-                    if (TryGetSlotLocked(page, out var slot))
-                    {
-                        Interlocked.And(ref _table[slot], ~DevicePte.Wanted);
-                    }
+                    _pageTable.Unmark(page);
                 }
 
                 continue;
@@ -118,7 +115,6 @@ public sealed partial class DeviceMirror
                 consumed = count - (int)ring.Length;
             }
 
-            var table = _table;
             while (consumed != count)
             {
                 ref var entry = ref ring[consumed & mask];
@@ -132,9 +128,9 @@ public sealed partial class DeviceMirror
                 consumed++;
                 var op = recorded - 1;
                 var slot = launch.Batch.Ops[op].Slot;
-                if (DevicePte.Permission(Volatile.Read(ref table[slot])) != DevicePte.Atomic)
+                if (DevicePte.Permission(_pageTable.Entry(slot)) != DevicePte.Atomic)
                 {
-                    launch.Wanted.TryAdd(_slotPages[slot], op);
+                    launch.Wanted.TryAdd(_pageTable.PageOf(slot), op);
                 }
             }
 
@@ -146,7 +142,7 @@ public sealed partial class DeviceMirror
                 List<ulong>? done = null;
                 foreach (var page in launch.Wanted.Keys)
                 {
-                    if (TryGetSlotLocked(page, out var slot) && DevicePte.Permission(Volatile.Read(ref table[slot])) == DevicePte.Atomic)
+                    if (_pageTable.TryGetSlot(page, out var slot) && DevicePte.Permission(_pageTable.Entry(slot)) == DevicePte.Atomic)
                     {
                         (done ??= []).Add(page);
                     }
@@ -212,7 +208,7 @@ public sealed partial class DeviceMirror
             int slot;
             lock (mirror._lock)
             {
-                if (mirror._disposed || !mirror.TryGetSlotLocked(address >> PagePool.PageShift, out slot))
+                if (mirror._disposed || !mirror._pageTable.TryGetSlot(address >> PagePool.PageShift, out slot))
                 {
                     return;
                 }
@@ -220,10 +216,9 @@ public sealed partial class DeviceMirror
 
             // A thread of the batch reaches the page again within a few ops if it still uses it: wait that long for
             // its mark, then give the page back only if it came.
-            var table = mirror._table;
             var until = Stopwatch.GetTimestamp() + WantedWaitTicks;
             long entry;
-            while (!DevicePte.IsWanted(entry = Volatile.Read(ref table[slot])) && DevicePte.Permission(entry) != DevicePte.Atomic && Stopwatch.GetTimestamp() < until)
+            while (!DevicePte.IsWanted(entry = mirror._pageTable.Entry(slot)) && DevicePte.Permission(entry) != DevicePte.Atomic && Stopwatch.GetTimestamp() < until)
             {
                 Thread.SpinWait(8);
             }

@@ -102,7 +102,7 @@ public sealed partial class DeviceMirror
             ThrowIfDisposedLocked();
             for (var i = 0; i < distinct.Length; i++)
             {
-                pages[i] = _slotPages[distinct[i]];
+                pages[i] = _pageTable.PageOf(distinct[i]);
             }
         }
 
@@ -110,16 +110,15 @@ public sealed partial class DeviceMirror
     }
 
     /// <summary>A prepared batch's pages whose device PTE is not Atomic now (granted before the first launch), or null.</summary>
-    private unsafe SortedSet<ulong>? NotAtomicPages(PreparedBatch batch)
+    private SortedSet<ulong>? NotAtomicPages(PreparedBatch batch)
     {
         SortedSet<ulong>? notAtomic = null;
         lock (_lock)
         {
             ThrowIfDisposedLocked();
-            var table = _table.Pointer;
             for (var i = 0; i < batch.Slots.Length; i++)
             {
-                if (DevicePte.Permission(Volatile.Read(ref table[batch.Slots[i]])) != DevicePte.Atomic)
+                if (DevicePte.Permission(_pageTable.Entry(batch.Slots[i])) != DevicePte.Atomic)
                 {
                     (notAtomic ??= []).Add(batch.Pages[i]);
                 }
