@@ -1,5 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
 
 namespace GpuExclusive;
 
@@ -85,6 +88,70 @@ internal static class AcceleratorSelection
         }
 
         return new AcceleratorChoice(AcceleratorKind.Cpu, -1, "ILGPU lists no accelerator at all, not even the CPU accelerator");
+    }
+
+    /// <summary>
+    /// An ILGPU context holding what <paramref name="requested"/> may open: ILGPU's CPU accelerator always (sized to the
+    /// machine, less one core for the host), CUDA for Auto and Cuda, OpenCL only when asked for (to say why it is refused).
+    /// </summary>
+    /// <remarks>
+    /// The CPU accelerator gets one multiprocessor per core but one, each running one kernel thread (a group of one; ILGPU's
+    /// warps have two lanes at least). ILGPU's default 16 worker threads spin against each other on small machines, and
+    /// kernel threads on every core left none for the threads that revoke pages and service the kernel's faults — a GPU
+    /// never takes the host's cores, and the CPU accelerator stands in for one (docs/architecture.md).
+    /// </remarks>
+    public static Context CreateContext(AcceleratorKind requested)
+    {
+        var cores = Environment.ProcessorCount;
+        var cpu = new CPUDevice(numThreadsPerWarp: 2, numWarpsPerMultiprocessor: 1, numMultiprocessors: Math.Max(1, cores - 1));
+        return Context.Create(builder =>
+        {
+            builder.CPU(cpu);
+            if (requested is AcceleratorKind.Auto or AcceleratorKind.Cuda)
+            {
+                builder.Cuda();
+            }
+
+            if (requested is AcceleratorKind.OpenCL)
+            {
+                builder.OpenCL();
+            }
+        });
+    }
+
+    /// <summary>
+    /// Opens the accelerator <see cref="Choose"/> picks for <paramref name="requested"/> — the one decision both
+    /// <c>ExclusiveDevice.Open</c> and <c>gpux info</c> report — and checks ILGPU created that backend.
+    /// </summary>
+    /// <exception cref="NotSupportedException">No device of the requested kind, or OpenCL (it cannot work zero-copy).</exception>
+    public static (Accelerator Accelerator, AcceleratorKind Kind, string Reason) Open(Context context, AcceleratorKind requested)
+    {
+        var candidates = Describe(context);
+        var choice = Choose(requested, candidates);
+        if (requested == AcceleratorKind.OpenCL)
+        {
+            throw new NotSupportedException(choice.Found
+                ? "OpenCL was requested, but ILGPU's OpenCL backend cannot map the host page pool zero-copy, and GpuExclusive does not copy pages behind your back; use Cuda or Cpu"
+                : "OpenCL was requested but ILGPU accepts no OpenCL device here (none present, or none with generic address space support)");
+        }
+
+        if (!choice.Found)
+        {
+            throw new NotSupportedException(requested == AcceleratorKind.Cuda
+                ? "CUDA was requested but ILGPU finds no CUDA device (no NVIDIA GPU or driver on this machine); use Cpu or Auto"
+                : choice.Reason);
+        }
+
+        var accelerator = context.Devices[candidates[choice.CandidateIndex].Index].CreateAccelerator(context);
+        var actual = ToKind(accelerator.AcceleratorType);
+        if (actual != choice.Kind)
+        {
+            var type = accelerator.AcceleratorType;
+            accelerator.Dispose();
+            throw new NotSupportedException($"{choice.Kind} was chosen but ILGPU created a {type} accelerator");
+        }
+
+        return (accelerator, choice.Kind, choice.Reason);
     }
 
     private static int FirstOfKind(AcceleratorKind kind, IReadOnlyList<AcceleratorCandidate> candidates)

@@ -80,7 +80,7 @@ public sealed partial class DeviceMirror
             while (true)
             {
                 ThrowIfDisposed();
-                _device.LaunchBatch(batch, this);
+                _device.Launcher.LaunchBatch(batch, this);
                 launches++;
                 deviceFaults += batch.FaultCount;
                 EngineMetrics.DeviceFaults.Add(batch.FaultCount);

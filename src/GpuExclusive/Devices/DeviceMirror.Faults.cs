@@ -26,7 +26,7 @@ public sealed partial class DeviceMirror
     /// </summary>
     internal bool ServiceLaunchFaults(LaunchFaults launch)
     {
-        var count = _device.FaultCount;
+        var count = _device.Launcher.FaultCount;
         if (count == launch.Consumed && launch.Wanted.Count == 0)
         {
             return false;
@@ -271,7 +271,7 @@ public sealed partial class DeviceMirror
         var deadline = _device.Executor.StartDeadline();
         while (launch.Running
             && Volatile.Read(ref launch.States[floor]) == OpState.Pending
-            && _device.Awaits(owner, floor)
+            && _device.Launcher.Awaits(owner, floor)
             && _device.Executor.Failure is null)
         {
             if (deadline.ExpiredWhileSpinning())

@@ -82,7 +82,7 @@ public sealed partial class DeviceMirror
             return; // nothing mapped there: the device cannot be touching it
         }
 
-        _device.WaitForHazards(CollectionsMarshal.AsSpan(cleared));
+        _device.Hazards.WaitFor(CollectionsMarshal.AsSpan(cleared));
         DeviceLog.Invalidated(_logger, Space.Id, cleared.Count, range.Event, range.Start, range.End);
         if (cleared.Capacity > 1 << 16)
         {
@@ -138,7 +138,7 @@ public sealed partial class DeviceMirror
             }
         }
 
-        _device.WaitForHazards(new Span<int>(ref slot));
+        _device.Hazards.WaitFor(new Span<int>(ref slot));
         if (_hasLogger)
         {
             DeviceLog.Invalidated(_logger, Space.Id, 1, range.Event, range.Start, range.End);

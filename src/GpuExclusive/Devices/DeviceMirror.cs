@@ -110,6 +110,7 @@ public sealed partial class DeviceMirror : IDisposable
                 return;
             }
 
+            _pageTable.AssertInvariants();
             foreach (var (page, slot) in _pageTable)
             {
                 var entry = _pageTable.Entry(slot);

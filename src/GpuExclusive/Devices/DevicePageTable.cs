@@ -260,13 +260,13 @@ internal sealed class DevicePageTable
             _fastSlots[fastIndex] = slot + 1;
         }
 
-        AssertInvariants();
         return slot;
     }
 
     /// <summary>Doubles the table: a copy and a swap with no kernel running (the device is quiesced meanwhile).</summary>
     private unsafe void Grow()
     {
+        AssertInvariants(); // once per doubling: linear in the slots, constant per slot
         var grown = _device.AllocateShared<long>(_table.Length * 2);
         _device.Executor.Quiesce();
         try
