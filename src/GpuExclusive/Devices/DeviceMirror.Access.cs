@@ -43,9 +43,9 @@ public sealed partial class DeviceMirror
             {
                 AddressRange.Validate(first, last - first + PagePool.PageSize);
                 var status = Space.ClassifyForDeviceAccess(first, last, isWrite);
-                if (status != DeviceStatus.Ok)
+                if (status != AccessStatus.Ok)
                 {
-                    return status;
+                    return ToDeviceStatus(status);
                 }
             }
         }
@@ -114,9 +114,9 @@ public sealed partial class DeviceMirror
         {
             var sequence = interval.ReadBegin();
             var status = Space.FaultForDevice(page, isWrite, out var frame);
-            if (status != DeviceStatus.Ok)
+            if (status != AccessStatus.Ok)
             {
-                return status;
+                return ToDeviceStatus(status);
             }
 
             lock (_lock)
@@ -133,4 +133,12 @@ public sealed partial class DeviceMirror
             }
         }
     }
+
+    /// <summary>The public status of what the address space answered.</summary>
+    private static DeviceStatus ToDeviceStatus(AccessStatus status) => status switch
+    {
+        AccessStatus.Ok => DeviceStatus.Ok,
+        AccessStatus.NotMapped => DeviceStatus.NotMapped,
+        _ => DeviceStatus.PermissionDenied,
+    };
 }

@@ -303,9 +303,9 @@ public sealed partial class DeviceMirror
         {
             var address = page << PagePool.PageShift;
             var status = Space.ClassifyForAtomic(address);
-            if (status != DeviceStatus.Ok)
+            if (status != AccessStatus.Ok)
             {
-                (refused ??= [])[page] = status == DeviceStatus.NotMapped ? OpState.NotMapped : OpState.PermissionDenied;
+                (refused ??= [])[page] = status == AccessStatus.NotMapped ? OpState.NotMapped : OpState.PermissionDenied;
                 continue;
             }
 

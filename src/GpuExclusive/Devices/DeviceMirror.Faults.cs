@@ -44,12 +44,12 @@ public sealed partial class DeviceMirror
         {
             var address = page << PagePool.PageShift;
             var status = Space.ClassifyForAtomic(address);
-            if (status != DeviceStatus.Ok)
+            if (status != AccessStatus.Ok)
             {
                 // Never grantable now: refuse the op the thread waits on, so it moves on; its other ops on the page are
                 // left pending and refused after the launch, with the rest of the batch's.
                 var op = launch.Wanted[page];
-                var state = status == DeviceStatus.NotMapped ? OpState.NotMapped : OpState.PermissionDenied;
+                var state = status == AccessStatus.NotMapped ? OpState.NotMapped : OpState.PermissionDenied;
                 if (Interlocked.CompareExchange(ref launch.States[op], state, OpState.Pending) == OpState.Pending)
                 {
                     launch.Batch.Refused++;

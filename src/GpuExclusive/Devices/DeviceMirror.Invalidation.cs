@@ -169,12 +169,12 @@ public sealed partial class DeviceMirror
     private static List<int>? t_clearedSlots;
 
     /// <summary>The mirror's notifier over the whole space.</summary>
-    internal sealed class MirrorNotifier(DeviceMirror mirror) : MmuIntervalNotifier(engineOwned: true)
-    {
-        // Our own grant's Exclusive events must not bump our sequence or stop our kernel: that would livelock the grant.
-        protected override bool Ignores(in NotifierRange range) =>
-            range.Event == NotifierEvent.Exclusive && ReferenceEquals(range.Owner, mirror._device);
+    /// <summary>The mirror's notifier over the whole space, called directly (see <see cref="DirectIntervalNotifier"/>).</summary>
+    private unsafe DirectIntervalNotifier CreateNotifier() => new(this, &IgnoresEvent, &InvalidateEvent);
 
-        protected override void Invalidate(in NotifierRange range) => mirror.Invalidate(range);
-    }
+    // Our own grant's Exclusive events must not bump our sequence or stop our kernel: that would livelock the grant.
+    private static bool IgnoresEvent(object mirror, in NotifierRange range) =>
+        range.Event == NotifierEvent.Exclusive && ReferenceEquals(range.Owner, Unsafe.As<DeviceMirror>(mirror)._device);
+
+    private static void InvalidateEvent(object mirror, in NotifierRange range) => Unsafe.As<DeviceMirror>(mirror).Invalidate(range);
 }

@@ -47,8 +47,8 @@ public sealed partial class DeviceMirror : IDisposable
         _logger = EngineLoggers.Create<DeviceMirror>(device.LoggerFactory);
         _hasLogger = EngineLoggers.IsReal(_logger);
         _pageTable = new DevicePageTable(device, _lock);
-        _registration = space.InsertIntervalNotifier(new MirrorNotifier(this), 0, PageTable.AddressLimit);
-        space.AttachMirror(this);
+        _registration = space.InsertIntervalNotifier(CreateNotifier(), 0, PageTable.AddressLimit);
+        InvariantRegistry.Add(space, this);
     }
 
     /// <summary>The device this mirror belongs to.</summary>
@@ -72,7 +72,7 @@ public sealed partial class DeviceMirror : IDisposable
         }
 
         _registration.Dispose();
-        Space.DetachMirror(this);
+        InvariantRegistry.Remove(Space, this);
         _device.Executor.Quiesce();
         try
         {

@@ -96,10 +96,11 @@ public abstract class MmuIntervalNotifier
     /// <summary>An overlapping range is about to change: stop device access to it before returning.</summary>
     protected abstract void Invalidate(in NotifierRange range);
 
-    // A device mirror's notifier is on every revocation's path: testing for its sealed type lets the JIT call (and
-    // inline) its overrides directly even without profile data, where a virtual call would cost each revocation two.
+    // A device mirror's notifier is on every revocation's path: testing for the sealed DirectIntervalNotifier lets the
+    // JIT call its owner's functions directly even without profile data, where a virtual call would cost each
+    // revocation two.
     internal bool IgnoresRange(in NotifierRange range) =>
-        this is DeviceMirror.MirrorNotifier mirror ? mirror.Ignores(range) : Ignores(range);
+        this is DirectIntervalNotifier direct ? direct.IgnoresDirectly(range) : Ignores(range);
 
     /// <summary>Honoured invalidations begun and not yet ended (for tests and diagnostics).</summary>
     internal long InvalidationsInProgress => Volatile.Read(ref _state) & InProgressMask;
@@ -120,9 +121,9 @@ public abstract class MmuIntervalNotifier
 
     internal void InvokeInvalidate(in NotifierRange range)
     {
-        if (this is DeviceMirror.MirrorNotifier mirror)
+        if (this is DirectIntervalNotifier direct)
         {
-            mirror.Invalidate(range); // see IgnoresRange
+            direct.InvalidateDirectly(range); // see IgnoresRange
         }
         else
         {

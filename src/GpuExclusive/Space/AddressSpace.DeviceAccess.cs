@@ -10,7 +10,7 @@ public sealed partial class AddressSpace
     /// a device-exclusive entry of another device is restored first. Returns the frame mapped now; the caller
     /// validates it against its interval notifier's sequence before using it.
     /// </summary>
-    internal DeviceStatus FaultForDevice(ulong page, bool isWrite, out long frame)
+    internal AccessStatus FaultForDevice(ulong page, bool isWrite, out long frame)
     {
         frame = -1;
         _mmapLock.EnterReadLock();
@@ -20,12 +20,12 @@ public sealed partial class AddressSpace
             var area = _areas.Find(page);
             if (area is null)
             {
-                return DeviceStatus.NotMapped;
+                return AccessStatus.NotMapped;
             }
 
             if (isWrite ? !area.IsWritable : !area.IsReadable)
             {
-                return DeviceStatus.PermissionDenied;
+                return AccessStatus.PermissionDenied;
             }
 
             var leaf = _pageTable.GetOrCreateLeaf(page);
@@ -36,7 +36,7 @@ public sealed partial class AddressSpace
                 if (isWrite ? Pte.IsWritable(pte) : Pte.IsReadable(pte))
                 {
                     frame = Pte.Frame(pte);
-                    return DeviceStatus.Ok;
+                    return AccessStatus.Ok;
                 }
 
                 HandleFaultLocked(area, page, isWrite);
@@ -52,7 +52,7 @@ public sealed partial class AddressSpace
     /// What a device read or write of the pages <c>[first, last]</c> would meet, checked before anything is copied so
     /// that a refused access changes nothing (a mapping changed concurrently may still cut it short, as on the CPU).
     /// </summary>
-    internal DeviceStatus ClassifyForDeviceAccess(ulong first, ulong last, bool isWrite)
+    internal AccessStatus ClassifyForDeviceAccess(ulong first, ulong last, bool isWrite)
     {
         _mmapLock.EnterReadLock();
         try
@@ -63,16 +63,16 @@ public sealed partial class AddressSpace
                 var area = _areas.Find(page);
                 if (area is null)
                 {
-                    return DeviceStatus.NotMapped;
+                    return AccessStatus.NotMapped;
                 }
 
                 if (isWrite ? !area.IsWritable : !area.IsReadable)
                 {
-                    return DeviceStatus.PermissionDenied;
+                    return AccessStatus.PermissionDenied;
                 }
             }
 
-            return DeviceStatus.Ok;
+            return AccessStatus.Ok;
         }
         finally
         {
@@ -81,16 +81,16 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>Whether a device atomic at <paramref name="page"/> could ever be granted: mapped, private and writable.</summary>
-    internal DeviceStatus ClassifyForAtomic(ulong page)
+    internal AccessStatus ClassifyForAtomic(ulong page)
     {
         _mmapLock.EnterReadLock();
         try
         {
             ThrowIfDisposed();
             var area = _areas.Find(page);
-            return area is null ? DeviceStatus.NotMapped
-                : !area.IsWritable || !area.IsPrivate ? DeviceStatus.PermissionDenied
-                : DeviceStatus.Ok;
+            return area is null ? AccessStatus.NotMapped
+                : !area.IsWritable || !area.IsPrivate ? AccessStatus.PermissionDenied
+                : AccessStatus.Ok;
         }
         finally
         {

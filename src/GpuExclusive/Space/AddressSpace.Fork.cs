@@ -62,7 +62,7 @@ public sealed partial class AddressSpace
 
             child._nextMapAddress = _nextMapAddress;
             EngineMetrics.Forks.Add(1);
-            Log.Forked(_logger, Id, child.Id, state.Shared);
+            SpaceLog.Forked(_logger, Id, child.Id, state.Shared);
             return child;
         }
         finally

@@ -323,7 +323,7 @@ public sealed partial class AddressSpace
         kept = -1;
         if (_hasLogger)
         {
-            Log.Fault(_logger, Id, "device-exclusive", page, false);
+            SpaceLog.Fault(_logger, Id, "device-exclusive", page, false);
         }
 
         var frame = Pte.Frame(pte);

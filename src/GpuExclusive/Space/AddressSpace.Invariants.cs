@@ -6,33 +6,6 @@ namespace GpuExclusive;
 // What the invariant checker needs to see of a space, under its mmap lock.
 public sealed partial class AddressSpace
 {
-    // Mirrors of this space, for invariant #3 checks. Guarded by itself.
-    private readonly List<DeviceMirror> _mirrors = [];
-
-    internal void AttachMirror(DeviceMirror mirror)
-    {
-        lock (_mirrors)
-        {
-            _mirrors.Add(mirror);
-        }
-    }
-
-    internal void DetachMirror(DeviceMirror mirror)
-    {
-        lock (_mirrors)
-        {
-            _mirrors.Remove(mirror);
-        }
-    }
-
-    internal List<DeviceMirror> Mirrors()
-    {
-        lock (_mirrors)
-        {
-            return [.. _mirrors];
-        }
-    }
-
     internal void EnterExclusive() => _mmapLock.EnterWriteLock();
 
     internal void ExitExclusive() => _mmapLock.ExitWriteLock();

@@ -29,7 +29,7 @@ public static class InvariantChecker
     public static List<string> Collect(PagePool pool)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        var spaces = pool.Spaces.OrderBy(static s => s.Id).ToList();
+        var spaces = InvariantRegistry.Of<AddressSpace>(pool).OrderBy(static s => s.Id).ToList();
         var locked = new List<AddressSpace>();
         var violations = new List<string>();
         try
@@ -42,7 +42,7 @@ public static class InvariantChecker
 
             // A space created (forked) after the snapshot maps frames the walk would not see: lock it too, until the set
             // is stable. Ids only grow, so the new ones come after every space already held and the order holds.
-            while (pool.Spaces.Where(s => !locked.Contains(s)).OrderBy(static s => s.Id).ToList() is { Count: > 0 } added)
+            while (InvariantRegistry.Of<AddressSpace>(pool).Where(s => !locked.Contains(s)).OrderBy(static s => s.Id).ToList() is { Count: > 0 } added)
             {
                 foreach (var space in added)
                 {
@@ -60,7 +60,7 @@ public static class InvariantChecker
 
             foreach (var space in locked.Where(static s => !s.IsDisposed))
             {
-                foreach (var mirror in space.Mirrors())
+                foreach (var mirror in InvariantRegistry.Of<DeviceMirror>(space))
                 {
                     mirror.CollectViolations(violations);
                 }

@@ -42,8 +42,8 @@ public sealed unsafe class PagePool : IDisposable
 
     // Frames that may still be allocated: free frames minus reservations. Changed only with Interlocked.
     private long _available;
-
-    private readonly ConcurrentDictionary<int, AddressSpace> _spaces = new();
+    // Address spaces using the pool: it refuses to be disposed under them.
+    private int _users;
     private int _disposed;
 
     /// <summary>Creates a pool of <paramref name="capacityPages"/> frames.</summary>
@@ -75,7 +75,7 @@ public sealed unsafe class PagePool : IDisposable
                 _mlocked = LinuxMemory.Mlock(address, bytes) == 0;
                 if (!_mlocked)
                 {
-                    Log.PoolMlockFailed(_logger, (long)bytes, Marshal.GetLastPInvokeError());
+                    PoolLog.PoolMlockFailed(_logger, (long)bytes, Marshal.GetLastPInvokeError());
                 }
             }
         }
@@ -83,13 +83,13 @@ public sealed unsafe class PagePool : IDisposable
         {
             _base = (byte*)NativeMemory.AlignedAlloc(bytes, PageSize);
             NativeMemory.Clear(_base, bytes);
-            Log.PoolNotPinned(_logger);
+            PoolLog.PoolNotPinned(_logger);
         }
 
         _meta = new FrameMeta[capacityPages];
         _available = capacityPages;
         Rmap = new ReverseMap(_meta);
-        Log.PoolCreated(_logger, capacityPages, (long)bytes, (nint)_base, _mlocked);
+        PoolLog.PoolCreated(_logger, capacityPages, (long)bytes, (nint)_base, _mlocked);
     }
 
     /// <summary>Frames in the pool.</summary>
@@ -109,7 +109,8 @@ public sealed unsafe class PagePool : IDisposable
     /// <summary>The address of the pool's first byte (frame 0).</summary>
     internal byte* Base => _base;
 
-    internal ICollection<AddressSpace> Spaces => _spaces.Values;
+    /// <summary>Address spaces using the pool (disposal refuses while any does).</summary>
+    internal int Users => Volatile.Read(ref _users);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal byte* FrameAddress(long frame) => _base + (frame << PageShift);
@@ -213,13 +214,15 @@ public sealed unsafe class PagePool : IDisposable
     /// </summary>
     internal event Action<PagePool>? Disposing;
 
-    internal void Register(AddressSpace space)
+    /// <summary>Counts a new user of the pool (an address space); refused once the pool is disposed.</summary>
+    internal void AddUser()
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        _spaces[space.Id] = space;
+        Interlocked.Increment(ref _users);
     }
 
-    internal void Unregister(AddressSpace space) => _spaces.TryRemove(space.Id, out _);
+    /// <summary>Counts a user out.</summary>
+    internal void RemoveUser() => Interlocked.Decrement(ref _users);
 
     /// <summary>Frees the pool's memory.</summary>
     /// <exception cref="InvalidOperationException">Address spaces still use the pool, or frames are still allocated.</exception>
@@ -230,7 +233,7 @@ public sealed unsafe class PagePool : IDisposable
             return;
         }
 
-        var live = _spaces.Count;
+        var live = Volatile.Read(ref _users);
         if (live > 0)
         {
             throw new InvalidOperationException($"page pool still used by {live} address space(s); dispose them before the pool");

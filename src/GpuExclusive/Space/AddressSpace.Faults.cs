@@ -73,7 +73,7 @@ public sealed partial class AddressSpace
     /// <summary>First touch: map a zeroed private frame, or the shared object's frame (<c>do_anonymous_page</c>, <c>do_shared_fault</c>).</summary>
     private void DemandFaultLocked(Vma area, PageTableLeaf leaf, ulong page, bool isWrite, FrameReservation? reservation)
     {
-        Log.Fault(_logger, Id, "demand", page, isWrite);
+        SpaceLog.Fault(_logger, Id, "demand", page, isWrite);
         ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
         var accessed = Pte.Young | (isWrite ? Pte.Dirty | Pte.SoftDirty : 0);
         // Under soft-dirty tracking a page is mapped writable only by a write: a read maps it read-only, so the first
@@ -137,7 +137,7 @@ public sealed partial class AddressSpace
         var frame = Pte.Frame(pte);
         if (!area.IsPrivate || CanReuseAnonFrame(frame))
         {
-            Log.Fault(_logger, Id, "write-protect reuse", page, true);
+            SpaceLog.Fault(_logger, Id, "write-protect reuse", page, true);
             if (MakeWritableIfUnchanged(leaf, page, frame))
             {
                 EngineMetrics.CowReuses.Add(area.IsPrivate ? 1 : 0);
@@ -211,7 +211,7 @@ public sealed partial class AddressSpace
     /// <summary>Copies a shared private frame for this space and maps the copy writable (<c>wp_page_copy</c>).</summary>
     private unsafe void CopyOnWriteLocked(Vma area, PageTableLeaf leaf, ulong page, long oldFrame, FrameReservation? reservation)
     {
-        Log.Fault(_logger, Id, "copy-on-write", page, true);
+        SpaceLog.Fault(_logger, Id, "copy-on-write", page, true);
         if (!_pool.TryGet(oldFrame))
         {
             return; // the PTE changed under us and the frame is gone: retry

@@ -66,7 +66,8 @@ public sealed partial class AddressSpace : IDisposable
             throw new InvalidOperationException("too many address spaces created in this process (reverse-map ids exhausted)");
         }
 
-        pool.Register(this);
+        pool.AddUser();
+        InvariantRegistry.Add(pool, this);
     }
 
     /// <summary>The pool this space draws frames from.</summary>
@@ -103,7 +104,7 @@ public sealed partial class AddressSpace : IDisposable
             var sharedObject = sharing == Sharing.Shared ? new SharedMemoryObject(_pool, pages) : null;
             _areas.Insert(new Vma(start, start + length, protection, sharing, sharedObject, 0));
             _nextMapAddress = start + length + PagePool.PageSize;
-            Log.Mapped(_logger, Id, start, start + length, protection, sharing);
+            SpaceLog.Mapped(_logger, Id, start, start + length, protection, sharing);
             return start;
         }
         finally
@@ -138,7 +139,7 @@ public sealed partial class AddressSpace : IDisposable
                     area.SharedObject?.RemoveUser();
                 }
 
-                Log.Unmapped(_logger, Id, address, end, released);
+                SpaceLog.Unmapped(_logger, Id, address, end, released);
             }
         }
         finally
@@ -490,8 +491,9 @@ public sealed partial class AddressSpace : IDisposable
             // Every PTE is empty now: give the flat array's pages back (they read as zeros, which is what a read racing
             // this Dispose must see). The mapping itself goes with the table's finalizer.
             _pageTable.ReleaseFlatPtes();
-            _pool.Unregister(this);
-            Log.SpaceDisposed(_logger, Id, released);
+            InvariantRegistry.Remove(_pool, this);
+            _pool.RemoveUser();
+            SpaceLog.SpaceDisposed(_logger, Id, released);
         }
         finally
         {
