@@ -19,9 +19,6 @@ namespace GpuExclusive.Cli.Stress;
 /// </remarks>
 internal sealed partial class StressWorkload : IDisposable
 {
-    /// <summary>How often the checker thread runs the full invariant checker (it takes every mmap lock).</summary>
-    private static readonly TimeSpan CheckerPeriod = TimeSpan.FromMilliseconds(250);
-
     private readonly StressOptions _options;
     private readonly ILogger _logger;
     private readonly PagePool _pool;
