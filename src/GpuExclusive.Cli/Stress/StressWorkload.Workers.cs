@@ -9,27 +9,6 @@ namespace GpuExclusive.Cli.Stress;
 /// </summary>
 internal sealed partial class StressWorkload
 {
-    private const int OperationBatch = 256;
-
-    /// <summary>Takes the next batch of the --ops budget; false once it is spent.</summary>
-    private bool ClaimOperations(ref long allowance)
-    {
-        if (_options.MaxOperations is not { } max)
-        {
-            allowance = long.MaxValue;
-            return true;
-        }
-
-        // Only this worker stops here: one that still holds a batch finishes it, so a run bounded by --ops does
-        // exactly that many operations. The last worker out stops the other threads.
-        long start = Interlocked.Add(ref _operationsClaimed, OperationBatch) - OperationBatch;
-        if (start >= max)
-            return false;
-
-        allowance = Math.Min(OperationBatch, max - start);
-        return true;
-    }
-
     private void WorkerLoop(int worker, ThreadActivity activity)
     {
         try
@@ -38,6 +17,7 @@ internal sealed partial class StressWorkload
         }
         finally
         {
+            // The last worker out stops the other threads: with --ops, once the budget is spent.
             if (Interlocked.Decrement(ref _workersRunning) == 0)
                 RequestStop();
         }
@@ -55,7 +35,7 @@ internal sealed partial class StressWorkload
 
         while (!_stop)
         {
-            if (allowance == 0 && !ClaimOperations(ref allowance))
+            if (allowance == 0 && !_budget.TryClaim(out allowance))
                 break;
             allowance--;
             operation++;

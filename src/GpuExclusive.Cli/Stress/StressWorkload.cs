@@ -32,6 +32,7 @@ internal sealed partial class StressWorkload : IDisposable
     private readonly DeviceState[] _deviceStates;
     private readonly DeviceMirror[] _mirrors;
     private readonly StressStats _churnStats = new();
+    private readonly OperationBudget _budget;
     private readonly Thread[] _threads;
     private readonly ThreadActivity[] _activities;
     private readonly Thread _watchdog;
@@ -56,7 +57,6 @@ internal sealed partial class StressWorkload : IDisposable
     private long _churnSequence;
 
     private volatile bool _stop;
-    private long _operationsClaimed;
     private int _workersRunning;
     private long _invariantChecks;
     private long _touchRevocations;
@@ -109,6 +109,7 @@ internal sealed partial class StressWorkload : IDisposable
             throw;
         }
 
+        _budget = new OperationBudget(options.MaxOperations);
         _workers = new WorkerState[options.CpuThreads];
         _deviceStates = new DeviceState[devices.Count];
         var threads = new List<Thread>();
