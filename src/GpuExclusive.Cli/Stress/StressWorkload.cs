@@ -16,6 +16,11 @@ namespace GpuExclusive.Cli.Stress;
 /// shared between threads except the engine itself, <see cref="_stop"/>, <see cref="_protectEpoch"/>,
 /// <see cref="_protectGate"/>, the operation budget, the activities and the violation log. The final checks run after
 /// every thread has been joined.
+/// <para>
+/// This file holds the state and the run's lifetime. Each thread's loop and checks are in a partial file named after
+/// it (Workers, Churn with Fork, Devices, Toucher, Pressure, Checker, Watchdog), and the checks that need every thread
+/// stopped are in FinalChecks; the state stays here, where the threading rules above can be read against it.
+/// </para>
 /// </remarks>
 internal sealed partial class StressWorkload : IDisposable
 {
