@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
-using static GpuExclusive.Cli.Stress.CounterLayout;
 
 namespace GpuExclusive.Cli.Stress;
 
@@ -18,14 +16,14 @@ namespace GpuExclusive.Cli.Stress;
 /// shared between threads except the engine itself, <see cref="_stop"/>, <see cref="_protectEpoch"/>,
 /// <see cref="_protectGate"/>, the operation budget, the activities and the violation log. The final checks run after
 /// every thread has been joined.
+/// <para>
+/// This file holds the state and the run's lifetime. Each thread's loop and checks are in a partial file named after
+/// it (Workers, Churn with Fork, Devices, Toucher, Pressure, Checker, Watchdog), and the checks that need every thread
+/// stopped are in FinalChecks; the state stays here, where the threading rules above can be read against it.
+/// </para>
 /// </remarks>
 internal sealed partial class StressWorkload : IDisposable
 {
-    private const int OperationBatch = 256;
-
-    /// <summary>How often the checker thread runs the full invariant checker (it takes every mmap lock).</summary>
-    private static readonly TimeSpan CheckerPeriod = TimeSpan.FromMilliseconds(250);
-
     private readonly StressOptions _options;
     private readonly ILogger _logger;
     private readonly PagePool _pool;
@@ -39,6 +37,7 @@ internal sealed partial class StressWorkload : IDisposable
     private readonly DeviceState[] _deviceStates;
     private readonly DeviceMirror[] _mirrors;
     private readonly StressStats _churnStats = new();
+    private readonly OperationBudget _budget;
     private readonly Thread[] _threads;
     private readonly ThreadActivity[] _activities;
     private readonly Thread _watchdog;
@@ -63,7 +62,6 @@ internal sealed partial class StressWorkload : IDisposable
     private long _churnSequence;
 
     private volatile bool _stop;
-    private long _operationsClaimed;
     private int _workersRunning;
     private long _invariantChecks;
     private long _touchRevocations;
@@ -116,6 +114,7 @@ internal sealed partial class StressWorkload : IDisposable
             throw;
         }
 
+        _budget = new OperationBudget(options.MaxOperations);
         _workers = new WorkerState[options.CpuThreads];
         _deviceStates = new DeviceState[devices.Count];
         var threads = new List<Thread>();
@@ -267,21 +266,14 @@ internal sealed partial class StressWorkload : IDisposable
         StressLog.RunStopped(_logger, _clock.Elapsed, totals.WorkerOperations, totals.ChurnOperations);
 
         if (WatchdogDump is null)
-        {
-            Guard("final check", CheckFinalState);
-            Guard("final exactly-once check", CheckPermutations);
-            Guard("final invariant check", RunInvariantChecker);
-            FinalChecksRan = true;
-        }
+            RunFinalChecks();
 
         foreach (DeviceMirror mirror in _mirrors)
             mirror.Dispose();
         _injectorRegistration?.Dispose();
         _space.Dispose();
         _spaceDisposed = true;
-        FreePagesAfterDispose = _pool.FreePages;
-        if (FreePagesAfterDispose != _pool.Capacity)
-            Violate($"after disposing the address space the pool has {FreePagesAfterDispose} free frames of {_pool.Capacity}: {_pool.Capacity - FreePagesAfterDispose} frames leaked", Invariants.FramesReturned);
+        CheckFramesReturned();
         return totals;
     }
 
@@ -337,537 +329,5 @@ internal sealed partial class StressWorkload : IDisposable
         if (Violations.Report(message, invariant))
             StressLog.Violation(_logger, message);
         RequestStop();
-    }
-
-    /// <summary>Takes the next batch of the --ops budget; false once it is spent.</summary>
-    private bool ClaimOperations(ref long allowance)
-    {
-        if (_options.MaxOperations is not { } max)
-        {
-            allowance = long.MaxValue;
-            return true;
-        }
-
-        // Only this worker stops here: one that still holds a batch finishes it, so a run bounded by --ops does
-        // exactly that many operations. The last worker out stops the other threads.
-        long start = Interlocked.Add(ref _operationsClaimed, OperationBatch) - OperationBatch;
-        if (start >= max)
-            return false;
-
-        allowance = Math.Min(OperationBatch, max - start);
-        return true;
-    }
-
-    private void WorkerLoop(int worker, ThreadActivity activity)
-    {
-        try
-        {
-            RunWorker(worker, activity);
-        }
-        finally
-        {
-            if (Interlocked.Decrement(ref _workersRunning) == 0)
-                RequestStop();
-        }
-    }
-
-    private void RunWorker(int worker, ThreadActivity activity)
-    {
-        WorkerState state = _workers[worker];
-        StressStats stats = state.Stats;
-        var random = SplitMix64.ForThread(_options.Seed, worker);
-        int pages = _options.CounterPages;
-        long allowance = 0;
-        long operation = 0;
-        Span<byte> window = stackalloc byte[64];
-
-        while (!_stop)
-        {
-            if (allowance == 0 && !ClaimOperations(ref allowance))
-                break;
-            allowance--;
-            operation++;
-
-            int choice = random.NextInt(100);
-            int page = random.NextInt(pages);
-            int counter = random.NextInt(CountersPerPage);
-            int delta = 1 + random.NextInt(16);
-            int index = (page * CountersPerPage) + counter;
-            activity.Enter(choice < 50 ? "AtomicAdd" : choice < 70 ? "Read" : choice < 85 ? "Write slot" : choice < 95 ? "span Read" : "Inspect",
-                Counter(_counters, page, counter));
-
-            if (_options.FreezeWorker && worker == 0 && operation == 100)
-            {
-                // Test hook: hang inside an operation, as a deadlocked thread would, until the run is torn down.
-                activity.Enter("frozen by the FreezeWorker test hook", Counter(_counters, page, counter));
-                _unfreeze.Wait();
-                break;
-            }
-
-            if (choice < 50)
-            {
-                ulong address = Counter(_counters, page, counter);
-                long epoch = Volatile.Read(ref _protectEpoch);
-                int result;
-                try
-                {
-                    result = _space.AtomicAdd(address, delta);
-                }
-                catch (MemoryAccessException e)
-                {
-                    CheckRejectedWrite(e, address, sizeof(int), epoch, worker, operation);
-                    stats.RejectedWrites++;
-                    continue;
-                }
-
-                state.Added[index] += delta;
-                if (_options.InjectPhantomAdd && worker == 0 && !state.PhantomAdded)
-                {
-                    // Test hook: track an add that never happened, as a lost update would look.
-                    state.Added[index] += 1;
-                    state.PhantomAdded = true;
-                }
-                if (!NotBehind(result, (int)state.Added[index]) || !NotBehind(result, unchecked(state.LastSeen[index] + delta)))
-                    Violate($"{At(worker, operation)}: AtomicAdd(0x{address:x}, {delta}) returned {result}, below this thread's own adds ({state.Added[index]}) or last read ({state.LastSeen[index]}) plus {delta}");
-                state.LastSeen[index] = result;
-                stats.AtomicAdds++;
-            }
-            else if (choice < 70)
-            {
-                ulong address = Counter(_counters, page, counter);
-                int value = _space.Read<int>(address);
-                CheckCounterRead(state, index, value, worker, operation, address);
-                stats.Reads++;
-            }
-            else if (choice < 85)
-            {
-                ulong slot = WorkerSlot(_counters, page, worker);
-                long value = SlotValue(worker, operation);
-                long epoch = Volatile.Read(ref _protectEpoch);
-                try
-                {
-                    _space.Write(slot, value);
-                    state.ExpectedSlots[page] = value;
-                    stats.SlotWrites++;
-                }
-                catch (MemoryAccessException e)
-                {
-                    CheckRejectedWrite(e, slot, sizeof(long), epoch, worker, operation);
-                    stats.RejectedWrites++;
-                }
-
-                long back = _space.Read<long>(slot);
-                if (back != state.ExpectedSlots[page])
-                    Violate($"{At(worker, operation)}: slot 0x{slot:x} reads 0x{back:x} right after this thread (its only writer) left 0x{state.ExpectedSlots[page]:x}");
-            }
-            else if (choice < 95)
-            {
-                SpanRead(state, page, window, worker, operation);
-                stats.SpanReads++;
-            }
-            else
-            {
-                ulong address = _counters + ((ulong)page * PagePool.PageSize);
-                PageInfo info = _space.Inspect(address);
-                bool granted = info.State == PageState.DeviceExclusive && _mirrors.Length > 0;
-                if (!(granted || info.State is PageState.Present or PageState.NotPresent)
-                    || (info.State != PageState.NotPresent && (info.Frame < 0 || info.MapCount < 1)))
-                {
-                    Violate($"{At(worker, operation)}: Inspect(0x{address:x}) of a mapped, private counter page gave {info}{(_mirrors.Length == 0 ? " (no device ever had it)" : string.Empty)}");
-                }
-
-                stats.Inspects++;
-            }
-        }
-    }
-
-    private void CheckCounterRead(WorkerState state, int index, int value, int worker, long operation, ulong address)
-    {
-        if (!NotBehind(value, state.LastSeen[index]) || !NotBehind(value, (int)state.Added[index]))
-            Violate($"{At(worker, operation)}: counter 0x{address:x} reads {value}, below this thread's last read ({state.LastSeen[index]}) or its own adds ({state.Added[index]})");
-        state.LastSeen[index] = value;
-    }
-
-    /// <summary>
-    /// Reads 64 bytes across the boundary between two counter pages: the end of one page's zero region and churn slot,
-    /// then the first eight counters of the next page. With a single page, reads part of its zero region.
-    /// </summary>
-    private void SpanRead(WorkerState state, int page, Span<byte> window, int worker, long operation)
-    {
-        if (_options.CounterPages < 2)
-        {
-            ulong zeros = _counters + ZeroOffset;
-            _space.Read(zeros, window);
-            if (window.IndexOfAnyExcept((byte)0) is int offset and >= 0)
-                Violate($"{At(worker, operation)}: never-written byte 0x{zeros + (ulong)offset:x} is 0x{window[offset]:x2}, not zero");
-            return;
-        }
-
-        int first = page % (_options.CounterPages - 1);
-        ulong start = _counters + ((ulong)(first + 1) * PagePool.PageSize) - 32;
-        _space.Read(start, window);
-        int nonZero = window[..24].IndexOfAnyExcept((byte)0);
-        if (nonZero >= 0)
-            Violate($"{At(worker, operation)}: never-written byte 0x{start + (ulong)nonZero:x} is 0x{window[nonZero]:x2}, not zero");
-        ReadOnlySpan<int> counters = MemoryMarshal.Cast<byte, int>(window[32..]);
-        for (int c = 0; c < counters.Length; c++)
-            CheckCounterRead(state, ((first + 1) * CountersPerPage) + c, counters[c], worker, operation, Counter(_counters, first + 1, c));
-    }
-
-    private void CheckRejectedWrite(MemoryAccessException e, ulong address, int size, long epochBefore, int worker, long operation)
-    {
-        long epochAfter = Volatile.Read(ref _protectEpoch);
-        if (!e.IsWrite)
-            Violate($"{At(worker, operation)}: a write to 0x{address:x} was rejected as a read ({e.Message})");
-        else if (e.Address < address || e.Address >= address + (ulong)size)
-            Violate($"{At(worker, operation)}: a write to 0x{address:x} was rejected naming address 0x{e.Address:x}");
-        else if (epochBefore == epochAfter && (epochBefore & 1) == 0)
-            Violate($"{At(worker, operation)}: a write to 0x{address:x} was rejected outside any read-only window ({e.Message})");
-    }
-
-    // Formatted only when a violation is reported: the operation loop itself allocates nothing.
-    private static string At(int worker, long operation) => $"worker {worker} op {operation}";
-
-    private void ChurnLoop(ThreadActivity activity)
-    {
-        var random = SplitMix64.ForThread(_options.Seed, MaxWorkers);
-        while (!_stop)
-        {
-            switch (random.NextInt(6))
-            {
-                case 0: activity.Enter("Fork + check child"); ForkAndCheck(ref random); break;
-                case 1: activity.Enter("Protect window"); ProtectWindow(ref random); break;
-                case 2: activity.Enter("ClearSoftDirty"); ClearSoftDirtyAndCheck(ref random); break;
-                case 3: activity.Enter("Lock/Unlock"); LockAndUnlock(ref random); break;
-                case 4: activity.Enter("Discard scratch"); DiscardScratch(ref random); break;
-                default: activity.Enter("Unmap/Map scratch"); RemapScratch(ref random); break;
-            }
-
-            // Leave the workers most of the machine: churn operations are heavy and CI has two cores.
-            activity.Enter("sleeping");
-            Thread.Sleep(1);
-        }
-    }
-
-    private long NextChurnValue() => unchecked((0x0C4E_0000L << 32) | ++_churnSequence);
-
-    /// <summary>
-    /// Forks, and checks that the child is a snapshot: between what the parent showed before and after the fork,
-    /// stable while the parent keeps changing, and isolated from the parent by copy-on-write in both directions.
-    /// </summary>
-    private void ForkAndCheck(ref SplitMix64 random)
-    {
-        int page = random.NextInt(_options.CounterPages);
-        bool grandchild = random.NextInt(4) == 0;
-        ulong counters = Counter(_counters, page, 0);
-        ulong churnSlot = ChurnSlot(_counters, page);
-        Span<int> before = stackalloc int[CountersPerPage];
-        Span<int> snapshot = stackalloc int[CountersPerPage];
-        Span<int> after = stackalloc int[CountersPerPage];
-        Span<int> again = stackalloc int[CountersPerPage];
-
-        _space.Read(counters, MemoryMarshal.AsBytes(before));
-        using (AddressSpace child = _space.Fork())
-        {
-            CheckChildHoldsNothingExclusive(child);
-            child.Read(counters, MemoryMarshal.AsBytes(snapshot));
-            _space.Read(counters, MemoryMarshal.AsBytes(after));
-            for (int c = 0; c < CountersPerPage; c++)
-            {
-                if (!NotBehind(snapshot[c], before[c]) || !NotBehind(after[c], snapshot[c]))
-                    Violate($"fork: counter 0x{Counter(_counters, page, c):x} was {before[c]} before the fork, {snapshot[c]} in the child, {after[c]} in the parent after");
-            }
-
-            for (int w = 0; w < _options.CpuThreads; w++)
-            {
-                long slot = child.Read<long>(WorkerSlot(_counters, page, w));
-                if (slot != 0 && SlotOwner(slot) != w)
-                    Violate($"fork: the child's copy of worker {w}'s slot on page {page} holds 0x{slot:x}, written by no such worker");
-            }
-
-            long childChurn = child.Read<long>(churnSlot);
-            if (childChurn != _churnSlots[page])
-                Violate($"fork: the child's churn slot 0x{churnSlot:x} holds 0x{childChurn:x}, the parent had 0x{_churnSlots[page]:x}");
-
-            // Copy-on-write, child to parent.
-            long childValue = NextChurnValue();
-            child.Write(churnSlot, childValue);
-            long parentChurn = _space.Read<long>(churnSlot);
-            if (parentChurn != _churnSlots[page])
-                Violate($"fork: the child's write to 0x{churnSlot:x} leaked into the parent (0x{parentChurn:x})");
-
-            // Copy-on-write, parent to child.
-            long parentValue = NextChurnValue();
-            _space.Write(churnSlot, parentValue);
-            _churnSlots[page] = parentValue;
-            long childSees = child.Read<long>(churnSlot);
-            if (childSees != childValue)
-                Violate($"fork: the parent's write to 0x{churnSlot:x} leaked into the child (0x{childSees:x}, expected 0x{childValue:x})");
-
-            child.Read(counters, MemoryMarshal.AsBytes(again));
-            if (!again.SequenceEqual(snapshot))
-                Violate($"fork: the child's counters on page {page} changed while only the parent was written");
-
-            for (int s = 0; s < StressOptions.ScratchPages; s++)
-            {
-                ulong address = _scratch + ((ulong)s * PagePool.PageSize);
-                long value = child.Read<long>(address);
-                if (value != _scratchPatterns[s])
-                    Violate($"fork: the child's scratch page 0x{address:x} starts with 0x{value:x}, the parent's with 0x{_scratchPatterns[s]:x}");
-            }
-
-            // The child works: an add of its own, seen by it alone.
-            int childAdd = child.AtomicAdd(counters, 1);
-            if (childAdd != unchecked(snapshot[0] + 1))
-                Violate($"fork: the child's AtomicAdd on 0x{counters:x} returned {childAdd}, its copy held {snapshot[0]}");
-            child.Write(counters, snapshot[0]);
-            CheckChildHoldsNothingExclusive(child);
-
-            if (grandchild)
-            {
-                using AddressSpace grand = child.Fork();
-                CheckChildHoldsNothingExclusive(grand);
-                grand.Read(counters, MemoryMarshal.AsBytes(again));
-                long grandChurn = grand.Read<long>(churnSlot);
-                if (!again.SequenceEqual(snapshot) || grandChurn != childValue)
-                    Violate($"fork: a fork of the child does not match the child on page {page}");
-                _churnStats.GrandchildForks++;
-            }
-        }
-
-        _churnStats.Forks++;
-    }
-
-    /// <summary>A forked child never holds device-exclusive entries (DESIGN §3.4): Inspect every page it shares with devices.</summary>
-    private void CheckChildHoldsNothingExclusive(AddressSpace child)
-    {
-        for (int page = 0; page <= _options.CounterPages; page++)
-        {
-            ulong address = page == _options.CounterPages ? _permutation : _counters + ((ulong)page * PagePool.PageSize);
-            PageInfo info = child.Inspect(address);
-            if (info.State == PageState.DeviceExclusive)
-                Violate($"fork: the child holds a device-exclusive entry at 0x{address:x} ({info})", Invariants.ForkChildren);
-        }
-
-        Interlocked.Add(ref _childPagesInspected, _options.CounterPages + 1);
-    }
-
-    /// <summary>Makes a random run of counter pages read-only for a moment, then read-write again.</summary>
-    private void ProtectWindow(ref SplitMix64 random)
-    {
-        int first = random.NextInt(_options.CounterPages);
-        int count = 1 + random.NextInt(_options.CounterPages - first);
-        ulong address = _counters + ((ulong)first * PagePool.PageSize);
-        ulong length = (ulong)count * PagePool.PageSize;
-        ulong churnSlot = ChurnSlot(_counters, first);
-
-        _protectGate.EnterWriteLock();
-        Interlocked.Increment(ref _protectEpoch);
-        try
-        {
-            _space.Protect(address, length, Protection.Read);
-            try
-            {
-                _space.Write(churnSlot, NextChurnValue());
-                Violate($"protect: a write to 0x{churnSlot:x} succeeded while the page was read-only");
-            }
-            catch (MemoryAccessException e) when (e.IsWrite)
-            {
-            }
-
-            long value = _space.Read<long>(churnSlot);
-            if (value != _churnSlots[first])
-                Violate($"protect: a rejected write to 0x{churnSlot:x} changed it to 0x{value:x}");
-
-            // Give the workers a chance to run into the window.
-            Thread.Yield();
-            _space.Protect(address, length, Protection.ReadWrite);
-        }
-        finally
-        {
-            Interlocked.Increment(ref _protectEpoch);
-            _protectGate.ExitWriteLock();
-        }
-
-        _churnStats.ProtectWindows++;
-    }
-
-    /// <summary>Checks soft-dirty on a scratch page that only this thread touches: cleared, untouched by a read, set by a write.</summary>
-    private void ClearSoftDirtyAndCheck(ref SplitMix64 random)
-    {
-        int page = random.NextInt(StressOptions.ScratchPages);
-        ulong address = _scratch + ((ulong)page * PagePool.PageSize);
-        long first = NextChurnValue();
-        long second = NextChurnValue();
-
-        _space.Write(address, first);
-        _scratchPatterns[page] = first;
-        _space.ClearSoftDirty();
-        PageInfo cleared = _space.Inspect(address);
-        if (cleared.State != PageState.Present || cleared.SoftDirty)
-            Violate($"soft-dirty: after ClearSoftDirty the written page 0x{address:x} shows {cleared}");
-
-        long value = _space.Read<long>(address);
-        if (value != first)
-            Violate($"soft-dirty: ClearSoftDirty changed 0x{address:x} from 0x{first:x} to 0x{value:x}");
-        if (_space.Inspect(address).SoftDirty)
-            Violate($"soft-dirty: a read of 0x{address:x} set SoftDirty");
-
-        _space.Write(address, second);
-        _scratchPatterns[page] = second;
-        PageInfo written = _space.Inspect(address);
-        if (!written.SoftDirty || !written.Dirty)
-            Violate($"soft-dirty: a write to 0x{address:x} after ClearSoftDirty left {written}");
-        _churnStats.SoftDirtyClears++;
-    }
-
-    private void LockAndUnlock(ref SplitMix64 random)
-    {
-        int first = random.NextInt(_options.CounterPages);
-        int count = 1 + random.NextInt(_options.CounterPages - first);
-        ulong address = _counters + ((ulong)first * PagePool.PageSize);
-        ulong length = (ulong)count * PagePool.PageSize;
-        _space.Lock(address, length);
-        _space.Lock(_scratch, _scratchBytes);
-        _space.Unlock(address, length);
-        _space.Unlock(_scratch, _scratchBytes);
-        _churnStats.LockUnlocks++;
-    }
-
-    /// <summary>Writes a run of scratch pages, discards them (MADV_DONTNEED) and checks they come back as zeros.</summary>
-    private void DiscardScratch(ref SplitMix64 random)
-    {
-        int first = random.NextInt(StressOptions.ScratchPages);
-        int count = 1 + random.NextInt(StressOptions.ScratchPages - first);
-        ulong start = _scratch + ((ulong)first * PagePool.PageSize);
-        for (int s = first; s < first + count; s++)
-        {
-            ulong page = _scratch + ((ulong)s * PagePool.PageSize);
-            long value = NextChurnValue();
-            _space.Write(page, value);
-            _space.Write(page + PagePool.PageSize - sizeof(long), value);
-            _scratchPatterns[s] = value;
-        }
-
-        _space.Discard(start, (ulong)count * PagePool.PageSize);
-        for (int s = first; s < first + count; s++)
-        {
-            ulong page = _scratch + ((ulong)s * PagePool.PageSize);
-            PageInfo info = _space.Inspect(page);
-            if (info.State != PageState.NotPresent)
-                Violate($"discard: page 0x{page:x} shows {info} after Discard");
-            long head = _space.Read<long>(page);
-            long tail = _space.Read<long>(page + PagePool.PageSize - sizeof(long));
-            if (head != 0 || tail != 0)
-                Violate($"discard: page 0x{page:x} reads 0x{head:x}/0x{tail:x} after Discard, not zeros");
-            _scratchPatterns[s] = 0;
-        }
-
-        _churnStats.Discards++;
-    }
-
-    /// <summary>Punches a hole in the scratch region (splitting it), unmaps the rest, checks access faults, maps it anew.</summary>
-    private void RemapScratch(ref SplitMix64 random)
-    {
-        const int pages = StressOptions.ScratchPages;
-        int hole = 1 + random.NextInt(pages - 2);
-        ulong holeAddress = _scratch + ((ulong)hole * PagePool.PageSize);
-
-        _space.Unmap(holeAddress, PagePool.PageSize);
-        ExpectFault(() => _space.Read<long>(holeAddress), holeAddress, isWrite: false);
-        ExpectFault(() => _space.Write(holeAddress, 1L), holeAddress, isWrite: true);
-        foreach (int neighbour in (int[])[hole - 1, hole + 1])
-        {
-            ulong address = _scratch + ((ulong)neighbour * PagePool.PageSize);
-            long value = _space.Read<long>(address);
-            if (value != _scratchPatterns[neighbour])
-                Violate($"unmap: unmapping 0x{holeAddress:x} changed its neighbour 0x{address:x} to 0x{value:x}");
-        }
-
-        _space.Unmap(_scratch, (ulong)hole * PagePool.PageSize);
-        _space.Unmap(holeAddress + PagePool.PageSize, (ulong)(pages - hole - 1) * PagePool.PageSize);
-        ExpectFault(() => _space.Read<long>(_scratch), _scratch, isWrite: false);
-
-        _scratch = _space.Map(_scratchBytes, Protection.ReadWrite);
-        Array.Clear(_scratchPatterns);
-        long fresh = _space.Read<long>(_scratch + _scratchBytes - sizeof(long));
-        if (fresh != 0)
-            Violate($"map: a fresh mapping at 0x{_scratch:x} reads 0x{fresh:x}, not zero");
-        _churnStats.Remaps++;
-    }
-
-    private void ExpectFault(Action access, ulong address, bool isWrite)
-    {
-        try
-        {
-            access();
-            Violate($"unmap: a {(isWrite ? "write" : "read")} of unmapped 0x{address:x} succeeded");
-        }
-        catch (MemoryAccessException e)
-        {
-            if (e.IsWrite != isWrite || e.Address != address)
-                Violate($"unmap: a {(isWrite ? "write" : "read")} of unmapped 0x{address:x} failed as '{e.Message}' (IsWrite {e.IsWrite}, Address 0x{e.Address:x})");
-        }
-    }
-
-    /// <summary>After every thread stopped: each counter equals the sum of its tracked adds, each slot its last write.</summary>
-    private void CheckFinalState()
-    {
-        int pages = _options.CounterPages;
-        Span<int> counters = stackalloc int[CountersPerPage];
-        var zeros = new byte[ChurnSlotOffset - ZeroOffset];
-        for (int page = 0; page < pages; page++)
-        {
-            _space.Read(Counter(_counters, page, 0), MemoryMarshal.AsBytes(counters));
-            for (int c = 0; c < CountersPerPage; c++)
-            {
-                long expected = 0;
-                foreach (WorkerState worker in _workers)
-                    expected += worker.Added[(page * CountersPerPage) + c];
-                foreach (DeviceState device in _deviceStates)
-                    expected += device.Added[(page * CountersPerPage) + c];
-                if (counters[c] != unchecked((int)expected))
-                    Violate($"final: counter 0x{Counter(_counters, page, c):x} is {counters[c]}, its tracked CPU and device adds sum to {expected} (lost or duplicated updates)", Invariants.CounterTotals);
-            }
-
-            for (int w = 0; w < _workers.Length; w++)
-            {
-                long slot = _space.Read<long>(WorkerSlot(_counters, page, w));
-                if (slot != _workers[w].ExpectedSlots[page])
-                    Violate($"final: worker {w}'s slot on page {page} is 0x{slot:x}, it last wrote 0x{_workers[w].ExpectedSlots[page]:x}");
-            }
-
-            long churn = _space.Read<long>(ChurnSlot(_counters, page));
-            if (churn != _churnSlots[page])
-                Violate($"final: churn slot on page {page} is 0x{churn:x}, expected 0x{_churnSlots[page]:x}");
-
-            _space.Read(_counters + ((ulong)page * PagePool.PageSize) + ZeroOffset, zeros);
-            if (zeros.AsSpan().IndexOfAnyExcept((byte)0) is int offset and >= 0)
-                Violate($"final: never-written byte at page {page} offset {ZeroOffset + offset} is 0x{zeros[offset]:x2}");
-        }
-    }
-
-    private void CheckPermutations()
-    {
-        for (int d = 0; d < _deviceStates.Length; d++)
-        {
-            int value = _space.Read<int>(PermutationCounter(d));
-            if (_deviceStates[d].Permutation.Finish(value) is { } problem)
-                Violate($"final: device {d}'s permutation counter 0x{PermutationCounter(d):x}: {problem}", Invariants.ExactlyOnce);
-        }
-    }
-
-    /// <summary>What one worker knows: its own adds per counter, its last read per counter, its last write per slot.</summary>
-    private sealed class WorkerState(int pages)
-    {
-        public long[] Added { get; } = new long[pages * CountersPerPage];
-
-        public int[] LastSeen { get; } = new int[pages * CountersPerPage];
-
-        public long[] ExpectedSlots { get; } = new long[pages];
-
-        public StressStats Stats { get; } = new();
-
-        public bool PhantomAdded { get; set; }
     }
 }
