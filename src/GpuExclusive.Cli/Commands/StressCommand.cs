@@ -239,7 +239,10 @@ internal static class StressCommand
             TimeSpan left = deadline - workload.Elapsed;
             if (left <= TimeSpan.Zero || interrupted.Requested)
                 workload.RequestStop();
-            if (workload.WatchdogDump is not null || workload.WaitForThreads(left > TimeSpan.Zero && left < interval ? left : interval))
+            // A wait under a millisecond is a zero wait to Thread.Join: round the last slice up, or the loop would spin
+            // through its final millisecond printing the same progress line again and again.
+            var wait = left > TimeSpan.Zero && left < interval ? TimeSpan.FromMilliseconds(Math.Max(1, Math.Ceiling(left.TotalMilliseconds))) : interval;
+            if (workload.WatchdogDump is not null || workload.WaitForThreads(wait))
                 return;
             show();
         }

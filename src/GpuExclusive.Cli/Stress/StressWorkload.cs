@@ -206,6 +206,9 @@ internal sealed partial class StressWorkload : IDisposable
         var deadline = Stopwatch.StartNew();
         foreach (Thread thread in _threads)
         {
+            if (thread.ThreadState.HasFlag(System.Threading.ThreadState.Unstarted))
+                continue; // Start threw before it: nothing to wait for (Join would throw)
+
             TimeSpan left = timeout - deadline.Elapsed;
             if (!thread.Join(left > TimeSpan.Zero ? left : TimeSpan.Zero))
                 return false;
