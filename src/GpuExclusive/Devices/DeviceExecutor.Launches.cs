@@ -155,6 +155,7 @@ internal sealed partial class DeviceExecutor
 
     private void EnsureLauncherThreadLocked()
     {
+        Debug.Assert(Monitor.IsEntered(_gate), "the executor's state is guarded by _gate");
         if (_launcherThread is not null)
         {
             return;

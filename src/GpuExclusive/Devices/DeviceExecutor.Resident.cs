@@ -124,6 +124,7 @@ internal sealed partial class DeviceExecutor
     /// </summary>
     private DeviceFailedException? EndResidentLocked()
     {
+        Debug.Assert(Monitor.IsEntered(_gate), "the executor's state is guarded by _gate");
         if (!_resident)
         {
             return null;
@@ -156,6 +157,7 @@ internal sealed partial class DeviceExecutor
 
     private void ResidentGoneLocked(Exception? failure)
     {
+        Debug.Assert(Monitor.IsEntered(_gate), "the executor's state is guarded by _gate");
         if (_sharesCpuResidency)
         {
             Interlocked.CompareExchange(ref s_cpuResidentHolder, null, this);
@@ -219,6 +221,7 @@ internal sealed partial class DeviceExecutor
 
     private void ArmIdleTimerLocked(TimeSpan due)
     {
+        Debug.Assert(Monitor.IsEntered(_gate), "the executor's state is guarded by _gate");
         // A timer has millisecond resolution: a shorter due time fires at once, and a timer re-armed that way while
         // batches keep coming would spin a pool thread. On the CPU accelerator the kernel leaves by itself after its
         // idle polls anyway; this timer is what stops it on a GPU.

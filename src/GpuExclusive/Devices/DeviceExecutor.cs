@@ -273,13 +273,18 @@ internal sealed partial class DeviceExecutor : IDisposable
     public void Dispose() => DisposeAndJoin();
 
     // A one-shot launch holds the device with no resident kernel live (it ended the resident kernel first).
-    private bool IsOneShotRunningLocked() => _running && !_resident;
+    private bool IsOneShotRunningLocked()
+    {
+        Debug.Assert(Monitor.IsEntered(_gate), "the executor's state is guarded by _gate");
+        return _running && !_resident;
+    }
 
     /// <summary>Waits until the device is free for <paramref name="owner"/>'s resident kernel (or, with null, for a one-shot launch).</summary>
     /// <exception cref="DeviceFailedException">The device failed (before, or while ending the resident kernel).</exception>
     /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
     private void WaitForIdleDeviceLocked(object? owner)
     {
+        Debug.Assert(Monitor.IsEntered(_gate), "the executor's state is guarded by _gate");
         while (true)
         {
             ThrowIfFailed();
@@ -317,6 +322,7 @@ internal sealed partial class DeviceExecutor : IDisposable
     /// </summary>
     private DeviceFailedException? WaitForDeviceLocked(Func<bool> done, string what, Action? everyPoll = null)
     {
+        Debug.Assert(Monitor.IsEntered(_gate), "the executor's state is guarded by _gate");
         var deadline = StartDeadline();
         while (!done())
         {

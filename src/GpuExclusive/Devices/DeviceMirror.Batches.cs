@@ -214,6 +214,7 @@ public sealed partial class DeviceMirror
     // the stack, and this loop runs once per op.
     private void FillChunkLocked(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end, ref SortedSet<ulong>? notAtomic)
     {
+        AssertMirrorLockHeld();
         var target = batch.Ops.AsSpan(end);
         ulong lastPage = ulong.MaxValue;
         var lastSlot = -1;

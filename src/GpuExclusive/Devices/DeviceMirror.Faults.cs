@@ -160,6 +160,7 @@ public sealed partial class DeviceMirror
     /// </summary>
     private void AddHoldLocked(int slot, ulong page, DeviceBatch batch, LaunchFaults? launch, bool serviced)
     {
+        AssertMirrorLockHeld();
         var floor = -1;
         if (serviced && launch is not null && launch.Wanted.Remove(page, out var op))
         {

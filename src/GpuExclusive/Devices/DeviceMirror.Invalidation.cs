@@ -148,6 +148,7 @@ public sealed partial class DeviceMirror
     /// <summary>Removes and returns the holds on the pages of <c>[start, end)</c>, or null when there are none.</summary>
     private List<Hold>? TakeHoldsLocked(ulong start, ulong end)
     {
+        AssertMirrorLockHeld();
         List<Hold>? holds = null;
         List<int>? slots = null;
         foreach (var (slot, hold) in _holds)

@@ -137,5 +137,13 @@ public sealed partial class DeviceMirror : IDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
     }
 
-    private void ThrowIfDisposedLocked() => ThrowIfDisposed();
+    private void ThrowIfDisposedLocked()
+    {
+        AssertMirrorLockHeld();
+        ThrowIfDisposed();
+    }
+
+    /// <summary>The precondition of every <c>…Locked</c> method of the mirror (DEBUG builds).</summary>
+    [Conditional("DEBUG")]
+    private void AssertMirrorLockHeld() => Debug.Assert(Monitor.IsEntered(_lock), "this method runs under the mirror lock (docs/architecture.md, \"lock order\")");
 }

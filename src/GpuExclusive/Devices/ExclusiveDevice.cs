@@ -345,6 +345,7 @@ public sealed class ExclusiveDevice : IDisposable
 
     private unsafe MemoryBuffer PoolViewLocked(PagePool pool)
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the pool bindings are guarded by the device lock");
         if (!_pools.TryGetValue(pool, out var binding))
         {
             binding = Binder.Bind((IntPtr)pool.Base, pool.Capacity * PagePool.PageSize);

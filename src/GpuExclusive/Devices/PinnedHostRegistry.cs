@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace GpuExclusive.Devices;
@@ -163,6 +164,7 @@ internal sealed class PinnedHostRegistry(IHostRegistrar registrar)
 
     private PrimaryContext RetainLocked(int device)
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the registry is guarded by its lock");
         if (_devices.TryGetValue(device, out var primary))
         {
             return primary;
@@ -182,6 +184,7 @@ internal sealed class PinnedHostRegistry(IHostRegistrar registrar)
     /// <summary>Releases the device's primary context if no registered range needs it any more.</summary>
     private void DropIfUnusedLocked(int device, PrimaryContext primary, ILogger logger)
     {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the registry is guarded by its lock");
         if (primary.Ranges > 0)
         {
             return;

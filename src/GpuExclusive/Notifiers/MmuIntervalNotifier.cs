@@ -11,12 +11,20 @@ namespace GpuExclusive;
 /// <remarks>Insert with <see cref="AddressSpace.InsertIntervalNotifier"/>. Callbacks run under the same conditions as <see cref="MmuNotifier"/>'s.</remarks>
 public abstract class MmuIntervalNotifier
 {
-    // One word holds the sequence (high 32 bits) and the count of invalidations in progress (low 32 bits), so starting
-    // an invalidation is one interlocked add and a reader sees both at once. The count cannot carry into the sequence: a
-    // fork holds one invalidation per area, and 2^32 areas would not fit in memory. The sequence wraps after 2^32
-    // invalidations, as Linux's does on 32-bit machines: a ReadRetry misses a change only if a multiple of 2^32
-    // invalidations (minutes of nothing else) fell between it and its ReadBegin. Only a ReadBegin that must wait parks
-    // on _gate, and an invalidation ending looks for parked waiters (_waiters) before pulsing.
+    // One word holds the sequence and the count of invalidations in progress, so starting an invalidation is one
+    // interlocked add (OneInvalidation: +1 to both) and a reader sees both at once:
+    //
+    //   63                                   32 31                                    0
+    //  +---------------------------------------+---------------------------------------+
+    //  |   sequence (bumped by every honoured  |  invalidations in progress (ended    |
+    //  |   invalidation's start)               |  ones decrement it)                   |
+    //  +---------------------------------------+---------------------------------------+
+    //
+    // The count cannot carry into the sequence: a fork holds one invalidation per area, and 2^32 areas would not fit
+    // in memory. The sequence wraps after 2^32 invalidations, as Linux's does on 32-bit machines: a ReadRetry misses a
+    // change only if a multiple of 2^32 invalidations (minutes of nothing else) fell between it and its ReadBegin. Only
+    // a ReadBegin that must wait parks on _gate, and an invalidation ending looks for parked waiters (_waiters) before
+    // pulsing.
     private const int SequenceShift = 32;
     private const long InProgressMask = (1L << SequenceShift) - 1;
     private const long OneInvalidation = (1L << SequenceShift) + 1;

@@ -43,6 +43,12 @@ internal sealed class MmapLock
     /// <summary>Whether the calling thread holds the lock for writing (or is waiting to).</summary>
     internal bool IsWriteLockHeld => Volatile.Read(ref _writerThread) == Environment.CurrentManagedThreadId;
 
+    /// <summary>
+    /// True while some thread holds the lock for reading, or this thread for writing (for DEBUG asserts: readers keep
+    /// no per-thread state, so "held by this reader" cannot be asked).
+    /// </summary>
+    internal bool IsHeld => (Volatile.Read(ref _state) & ReaderMask) != 0 || IsWriteLockHeld;
+
     /// <summary>Whether the calling thread is running a notifier callback whose caller holds this lock.</summary>
     internal bool IsHeldAroundCallback => t_callbackUnder == this;
 

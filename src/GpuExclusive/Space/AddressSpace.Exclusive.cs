@@ -93,6 +93,7 @@ public sealed partial class AddressSpace
 
     private ulong GrantRangeLocked(ulong start, ulong end, object owner, List<GrantedPage> granted, FrameReservation reservation)
     {
+        AssertMmapLockHeld();
         var batch = new List<GrantedPage>(Math.Min(GrantBatchPages, (int)((end - start) >> PagePool.PageShift)));
         for (var page = start; page < end; page += PagePool.PageSize)
         {
@@ -142,6 +143,7 @@ public sealed partial class AddressSpace
     /// </summary>
     private void ConvertBatchLocked(List<GrantedPage> batch, object owner, List<GrantedPage> granted)
     {
+        AssertMmapLockHeld();
         while (batch.Count > 0)
         {
             var retry = new List<GrantedPage>();
@@ -234,6 +236,7 @@ public sealed partial class AddressSpace
     /// </summary>
     private long FaultInWritableAndGetLocked(Vma area, ulong page, FrameReservation? reservation, bool mayBlock, object owner)
     {
+        AssertMmapLockHeld();
         var leaf = _pageTable.GetOrCreateLeaf(page);
         ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
         while (true)
@@ -265,6 +268,7 @@ public sealed partial class AddressSpace
 
     private void ThrowIfNotGrantableLocked(ulong start, ulong end)
     {
+        AssertMmapLockHeld();
         if (_areas.FirstHole(start, end) is { } hole)
         {
             throw new MemoryAccessException(hole, isWrite: true, "no mapping covers the address");
@@ -288,6 +292,7 @@ public sealed partial class AddressSpace
     /// <summary>An upper bound on the frames faulting <c>[start, end)</c> in for write can allocate: empty pages and COW-shared ones.</summary>
     private long CountFramesToFaultForWriteLocked(ulong start, ulong end)
     {
+        AssertMmapLockHeld();
         long count = 0;
         for (var page = start; page < end; page += PagePool.PageSize)
         {
@@ -320,6 +325,7 @@ public sealed partial class AddressSpace
     /// </summary>
     private bool RestoreDeviceExclusiveLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, bool mayBlock, object? owner, bool keepLocked, out long kept)
     {
+        AssertMmapLockHeld();
         kept = -1;
         if (_hasLogger)
         {

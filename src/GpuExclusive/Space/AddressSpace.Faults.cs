@@ -50,6 +50,7 @@ public sealed partial class AddressSpace
     /// <returns>With <paramref name="keepRestoredLocked"/>, the frame a device-exclusive restore kept locked (see <see cref="HandleFault"/>); else -1.</returns>
     private long HandleFaultLocked(Vma area, ulong page, bool isWrite, FrameReservation? reservation = null, bool keepRestoredLocked = false)
     {
+        AssertMmapLockHeld();
         var leaf = _pageTable.GetOrCreateLeaf(page);
         var pte = Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]);
         if (Pte.IsNone(pte))
@@ -73,6 +74,7 @@ public sealed partial class AddressSpace
     /// <summary>First touch: map a zeroed private frame, or the shared object's frame (<c>do_anonymous_page</c>, <c>do_shared_fault</c>).</summary>
     private void DemandFaultLocked(Vma area, PageTableLeaf leaf, ulong page, bool isWrite, FrameReservation? reservation)
     {
+        AssertMmapLockHeld();
         SpaceLog.Fault(_logger, Id, "demand", page, isWrite);
         ref var entry = ref leaf.Entries[PageTableLeaf.IndexOf(page)];
         var accessed = Pte.Young | (isWrite ? Pte.Dirty | Pte.SoftDirty : 0);
@@ -134,6 +136,7 @@ public sealed partial class AddressSpace
     /// </summary>
     private void WriteProtectFaultLocked(Vma area, PageTableLeaf leaf, ulong page, long pte, FrameReservation? reservation)
     {
+        AssertMmapLockHeld();
         var frame = Pte.Frame(pte);
         if (!area.IsPrivate || CanReuseAnonFrame(frame))
         {
@@ -211,6 +214,7 @@ public sealed partial class AddressSpace
     /// <summary>Copies a shared private frame for this space and maps the copy writable (<c>wp_page_copy</c>).</summary>
     private unsafe void CopyOnWriteLocked(Vma area, PageTableLeaf leaf, ulong page, long oldFrame, FrameReservation? reservation)
     {
+        AssertMmapLockHeld();
         SpaceLog.Fault(_logger, Id, "copy-on-write", page, true);
         if (!_pool.TryGet(oldFrame))
         {

@@ -16,6 +16,7 @@ public sealed partial class AddressSpace
     /// </summary>
     internal void CollectMappingsLocked(Dictionary<long, List<long>> mappings, HashSet<SharedMemoryObject> sharedObjects, List<string> violations)
     {
+        AssertMmapLockHeld();
         foreach (var area in _areas.Areas)
         {
             if (area.SharedObject is { } shared)
@@ -82,4 +83,9 @@ public sealed partial class AddressSpace
             }
         }
     }
+
+    /// <summary>The precondition of every <c>…Locked</c> method of the space (DEBUG builds).</summary>
+    [System.Diagnostics.Conditional("DEBUG")]
+    private void AssertMmapLockHeld() =>
+        System.Diagnostics.Debug.Assert(_mmapLock.IsHeld, "this method runs under the space's mmap lock (docs/architecture.md, \"lock order\")");
 }

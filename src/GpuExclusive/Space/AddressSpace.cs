@@ -508,6 +508,7 @@ public sealed partial class AddressSpace : IDisposable
     /// <returns>The number of mappings dropped.</returns>
     private int ZapRangeLocked(ulong start, ulong end)
     {
+        AssertMmapLockHeld();
         var zapped = new List<(long Frame, ulong Address)>();
         _pageTable.ForEachLeaf(start, end, ref zapped, static (PageTableLeaf leaf, int first, int last, ref List<(long Frame, ulong Address)> list) =>
         {
@@ -567,6 +568,7 @@ public sealed partial class AddressSpace : IDisposable
 
     private PageInfo InspectLocked(ulong address)
     {
+        AssertMmapLockHeld();
         var area = _areas.Find(address);
         if (area is null)
         {
@@ -596,6 +598,7 @@ public sealed partial class AddressSpace : IDisposable
 
     private void ThrowIfNotFullyMappedLocked(ulong start, ulong end)
     {
+        AssertMmapLockHeld();
         var hole = _areas.FirstHole(start, end);
         if (hole is { } at)
         {
@@ -605,6 +608,7 @@ public sealed partial class AddressSpace : IDisposable
 
     private long CountFramesToPopulateLocked(ulong start, ulong end)
     {
+        AssertMmapLockHeld();
         long needed = 0;
         foreach (var area in _areas.Overlapping(start, end))
         {
@@ -631,6 +635,7 @@ public sealed partial class AddressSpace : IDisposable
 
     private void SetMlockedLocked(ulong start, ulong end, bool mlocked)
     {
+        AssertMmapLockHeld();
         _pageTable.ForEachLeaf(start, end, ref mlocked, (PageTableLeaf leaf, int first, int last, ref bool set) =>
         {
             using (leaf.Lock.EnterScope())

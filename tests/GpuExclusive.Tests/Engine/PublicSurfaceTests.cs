@@ -34,6 +34,15 @@ public sealed class PublicSurfaceTests
     }
 
     [Fact]
+    public void KernelsAssembly_ExportsNoTypes()
+    {
+        // Device code, op and PTE encodings, the control block: nothing a user names (the library wraps them all).
+        var exported = typeof(GpuExclusive.Kernels.AtomicBatchKernel).Assembly.GetExportedTypes().Select(t => t.FullName!).Order().ToArray();
+
+        Assert.True(exported.Length == 0, "public types in GpuExclusive.Kernels: " + string.Join(", ", exported));
+    }
+
+    [Fact]
     public void EngineTypes_AreSealed()
     {
         Assert.True(typeof(PagePool).IsSealed);
