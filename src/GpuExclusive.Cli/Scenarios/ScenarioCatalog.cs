@@ -9,7 +9,7 @@ internal sealed record Scenario(string Name, string Description, Action<Scenario
 
 /// <summary>
 /// The named cases of <c>gpux scenario</c>: the three Linux hmm selftests that issue EXCLUSIVE
-/// (LINUX-SEMANTICS §8, on a 1024-page buffer filled with <c>int[i] = i</c>), ping-pong between the CPU and a device and
+/// (the Linux selftests' EXCLUSIVE cases, on a 1024-page buffer filled with <c>int[i] = i</c>), ping-pong between the CPU and a device and
 /// between two devices, and storms of fork, mprotect and discard against a device that keeps running batches.
 /// </summary>
 internal static class ScenarioCatalog

@@ -50,7 +50,7 @@ internal sealed class ScenarioContext(AcceleratorKind accelerator, ILoggerFactor
         Check(found.Count == 0, $"{when}: InvariantChecker: {string.Join("; ", found.Take(3))}{(found.Count > 3 ? $" (and {found.Count - 3} more)" : string.Empty)}");
     }
 
-    /// <summary>After everything in the pool was disposed: every frame must be back (DESIGN §3.5 #5).</summary>
+    /// <summary>After everything in the pool was disposed: every frame must be back (docs/architecture.md, invariant 5).</summary>
     public static void AllFramesBack(PagePool pool) =>
         Expect(pool.Capacity, pool.FreePages, "free frames after disposing every address space");
 

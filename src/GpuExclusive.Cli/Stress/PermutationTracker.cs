@@ -1,7 +1,7 @@
 namespace GpuExclusive.Cli.Stress;
 
 /// <summary>
-/// The old values a dedicated counter returned to its <c>Add(1)</c> ops. Exactly-once (DESIGN §3.5 #4) means they are
+/// The old values a dedicated counter returned to its <c>Add(1)</c> ops. Exactly-once (docs/architecture.md, invariant 4) means they are
 /// a permutation of 0..n-1: a duplicate is caught the moment it arrives, a gap at the end. One bit per value.
 /// </summary>
 internal sealed class PermutationTracker

@@ -96,7 +96,7 @@ internal sealed partial class StressWorkload
         _churnStats.Forks++;
     }
 
-    /// <summary>A forked child never holds device-exclusive entries (DESIGN §3.4): Inspect every page it shares with devices.</summary>
+    /// <summary>A forked child never holds device-exclusive entries (docs/architecture.md, "fork, unmap, protect, discard"): Inspect every page it shares with devices.</summary>
     private void CheckChildHoldsNothingExclusive(AddressSpace child)
     {
         for (int page = 0; page <= _options.CounterPages; page++)

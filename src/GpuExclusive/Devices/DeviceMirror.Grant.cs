@@ -16,7 +16,7 @@ namespace GpuExclusive;
 public sealed partial class DeviceMirror
 {
     /// <summary>
-    /// Makes every page of the range device-exclusive to this device with atomic permission (DESIGN §3.1), waiting for
+    /// Makes every page of the range device-exclusive to this device with atomic permission (docs/architecture.md, "the grant path"), waiting for
     /// busy page locks, and returns the number of pages granted (all of them, unless an invalidation keeps racing).
     /// </summary>
     /// <exception cref="ArgumentException">Misaligned address, length not whole pages, zero, or overflowing.</exception>

@@ -16,7 +16,7 @@ namespace GpuExclusive;
 public sealed partial class DeviceMirror
 {
     /// <summary>
-    /// The invalidation callback (DESIGN §3.2): clear the device PTEs of the range, then wait until no kernel thread is
+    /// The invalidation callback (docs/architecture.md, "the revocation path"): clear the device PTEs of the range, then wait until no kernel thread is
     /// still reading one of them or applying an atomic through it (their hazard words). The kernel keeps running: ops
     /// on the cleared pages fault and are replayed after a grant; the rest of the batch goes on.
     /// </summary>

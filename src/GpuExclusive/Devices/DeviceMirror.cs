@@ -100,7 +100,7 @@ public sealed partial class DeviceMirror : IDisposable
 
     internal MemoryBuffer PoolBuffer => _pool;
 
-    /// <summary>Checks DESIGN §3.5 #3 for this mirror: every Atomic device PTE maps a frame whose CPU entry is device-exclusive.</summary>
+    /// <summary>Checks invariant 3 of docs/architecture.md for this mirror: every Atomic device PTE maps a frame whose CPU entry is device-exclusive.</summary>
     internal void CollectViolations(List<string> violations)
     {
         lock (_lock)

@@ -4,7 +4,7 @@ using GpuExclusive.Paging;
 namespace GpuExclusive.Diagnostics;
 
 /// <summary>
-/// Checks the frame-accounting invariants of DESIGN §3.5 across a pool and every address space using it:
+/// Checks the frame-accounting invariants (docs/architecture.md) across a pool and every address space using it:
 /// #1 device-exclusive entries only in private writable anon mappings; #3 an Atomic device PTE only over a device-exclusive CPU entry of the same frame; #2 each frame's MapCount equals the PTEs
 /// (present or device-exclusive) mapping it, its RefCount is at least MapCount plus shared-object references (equal when nothing is in flight), and the
 /// reverse map lists exactly those PTEs; #5 every frame not referenced is free.
@@ -85,7 +85,7 @@ public static class InvariantChecker
                     violations.Add($"frame {frame}: MapCount {mapCount} but {ptes.Count} PTE(s) map it (#2)");
                 }
 
-                // RefCount >= MapCount (DESIGN §3.5 #2), not equality: a grant holder (the driver's folio reference, kept
+                // RefCount >= MapCount (docs/architecture.md, invariant 2), not equality: a grant holder (the driver's folio reference, kept
                 // across the kernel launch without the mmap lock) and a revoker hold transient references.
                 if (refCount < expectedRefs)
                 {

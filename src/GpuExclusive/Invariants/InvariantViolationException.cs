@@ -1,6 +1,6 @@
 namespace GpuExclusive.Diagnostics;
 
-/// <summary>One or more engine invariants (DESIGN §3.5) do not hold; <see cref="Violations"/> lists them.</summary>
+/// <summary>One or more engine invariants (docs/architecture.md, "invariants") do not hold; <see cref="Violations"/> lists them.</summary>
 public sealed class InvariantViolationException(IReadOnlyList<string> violations)
     : Exception($"{violations.Count} invariant violation(s): {string.Join("; ", violations.Take(10))}")
 {

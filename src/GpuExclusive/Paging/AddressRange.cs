@@ -1,6 +1,6 @@
 namespace GpuExclusive.Paging;
 
-/// <summary>Argument checks shared by every range-taking call (DESIGN §5): whole pages, aligned, no overflow.</summary>
+/// <summary>Argument checks shared by every range-taking call (docs/architecture.md, "the public surface and errors"): whole pages, aligned, no overflow.</summary>
 internal static class AddressRange
 {
     internal const ulong PageMask = PagePool.PageSize - 1;

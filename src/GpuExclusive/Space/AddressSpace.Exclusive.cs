@@ -17,7 +17,7 @@ public sealed partial class AddressSpace
 
     /// <summary>
     /// Converts the pages of <c>[start, end)</c>, in order, to device-exclusive entries for <paramref name="owner"/>
-    /// (DESIGN §3.1) and appends them to <paramref name="granted"/> with their frames <b>locked and referenced</b>: the
+    /// (docs/architecture.md, "the grant path") and appends them to <paramref name="granted"/> with their frames <b>locked and referenced</b>: the
     /// caller maps them on the device, then calls <see cref="ReleaseGranted"/> for each.
     /// </summary>
     /// <remarks>
@@ -138,7 +138,7 @@ public sealed partial class AddressSpace
 
     /// <summary>
     /// Under one <see cref="NotifierEvent.Exclusive"/> invalidation and one shootdown, re-checks that each locked page
-    /// is still mapped writable by the same frame and converts it (DESIGN §3.1 steps 3–5). Pages that changed meanwhile
+    /// is still mapped writable by the same frame and converts it (docs/architecture.md, "the grant path", steps 2–3). Pages that changed meanwhile
     /// are unlocked and granted again from the start (retry, not failure).
     /// </summary>
     private void ConvertBatchLocked(List<GrantedPage> batch, object owner, List<GrantedPage> granted)

@@ -58,7 +58,7 @@ public sealed partial class AddressSpace
 
                 var flags = _pool.Flags(frame);
                 // #1 holds where entries are created (a grant needs a private writable mapping); a later Protect keeps
-                // the entry (DESIGN §3.4), so a read-only private mapping may still hold one.
+                // the entry (docs/architecture.md, "fork, unmap, protect, discard"), so a read-only private mapping may still hold one.
                 if (Pte.IsDeviceExclusive(pte) && !(area.IsPrivate && (flags & FrameFlags.Anon) != 0))
                 {
                     violations.Add($"space {Id}: device-exclusive entry at 0x{address:x} in {area} for a frame with flags {flags} (#1: only private anon)");

@@ -3,8 +3,8 @@ using System.Runtime.InteropServices;
 namespace GpuExclusive.Tests.Device;
 
 /// <summary>
-/// Device reads and writes mirror the CPU PTE without exclusivity (DESIGN §3.2), and every bad input is refused with
-/// the documented error and no effect (DESIGN §3.1, §5).
+/// Device reads and writes mirror the CPU PTE without exclusivity (docs/architecture.md, "the revocation path"), and every bad input is refused with
+/// the documented error and no effect (docs/architecture.md, "the grant path" and "the public surface and errors").
 /// </summary>
 public abstract partial class DeviceExclusiveContract
 {

@@ -1,7 +1,7 @@
 namespace GpuExclusive.Tests.Device;
 
 /// <summary>
-/// Owner filtering (DESIGN §3.1, §3.4): a device ignores the <c>Exclusive</c> invalidations its own grants cause, and a
+/// Owner filtering (docs/architecture.md, "the grant path" and "fork, unmap, protect, discard"): a device ignores the <c>Exclusive</c> invalidations its own grants cause, and a
 /// second device's grant revokes the first.
 /// </summary>
 public abstract partial class DeviceExclusiveContract

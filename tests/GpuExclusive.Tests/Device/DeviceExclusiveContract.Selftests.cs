@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace GpuExclusive.Tests.Device;
 
-/// <summary>The three Linux selftests that issue EXCLUSIVE (<c>tools/testing/selftests/mm/hmm-tests.c</c>; LINUX-SEMANTICS §8).</summary>
+/// <summary>The three Linux selftests that issue EXCLUSIVE (<c>tools/testing/selftests/mm/hmm-tests.c</c>).</summary>
 public abstract partial class DeviceExclusiveContract
 {
     /// <summary>hmm-tests <c>exclusive</c>.</summary>
@@ -86,7 +86,7 @@ public abstract partial class DeviceExclusiveContract
             Assert.Equal(PageState.DeviceExclusive, Space.Inspect(buffer + ((ulong)p * Page)).State); // mprotect keeps the entry
         }
 
-        // DESIGN §3.4: Protect keeps device-exclusive entries, now in a read-only mapping, exactly as Linux does before
+        // docs/architecture.md, "fork, unmap, protect, discard": Protect keeps device-exclusive entries, now in a read-only mapping, exactly as Linux does before
         // the selftest's munmap; the invariants must accept that state (§3.5 #1 is about where entries are created).
         AssertInvariants();
         var freeBefore = Pool.FreePages;

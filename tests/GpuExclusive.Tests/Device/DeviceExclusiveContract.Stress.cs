@@ -1,7 +1,7 @@
 namespace GpuExclusive.Tests.Device;
 
 /// <summary>
-/// Bounded concurrency tests: exactly-once under revocation (DESIGN §3.5 #4), forward progress (#6), and disposal while
+/// Bounded concurrency tests: exactly-once under revocation (docs/architecture.md, invariant 4), forward progress (#6), and disposal while
 /// a batch runs. Every wait is bounded by <see cref="Bound"/>; a hang fails the test.
 /// </summary>
 public abstract partial class DeviceExclusiveContract

@@ -4,11 +4,11 @@ using GpuExclusive.Diagnostics;
 namespace GpuExclusive.Tests.Device;
 
 /// <summary>
-/// The device-exclusive contract (DESIGN §3, §5; issue 3), written once and run by one sealed subclass per backend.
+/// The device-exclusive contract (docs/architecture.md; issue 3), written once and run by one sealed subclass per backend.
 /// </summary>
 /// <remarks>
 /// Each test builds its own pool and address space, mirrors it on the shared device, and ends with
-/// <see cref="AssertCleanTeardown"/>: the invariants of DESIGN §3.5 hold, and once everything is disposed every frame
+/// <see cref="AssertCleanTeardown"/>: the invariants (docs/architecture.md) hold, and once everything is disposed every frame
 /// is back in the pool. Concurrency tests are bounded by <see cref="Bound"/>: a deadlock fails the test, it never hangs
 /// the run.
 /// </remarks>
@@ -122,11 +122,11 @@ public abstract partial class DeviceExclusiveContract : IDisposable
         }
     }
 
-    /// <summary>DESIGN §3.5's invariants, checked now (mid-test).</summary>
+    /// <summary>The invariants (docs/architecture.md), checked now (mid-test).</summary>
     protected void AssertInvariants() => InvariantChecker.Check(Pool);
 
     /// <summary>
-    /// The end of every test: DESIGN §3.5's invariants hold (the checker also compares every live mirror's Atomic
+    /// The end of every test: the invariants (docs/architecture.md) hold (the checker also compares every live mirror's Atomic
     /// device PTEs with the CPU PTEs), and after disposing mirror, spaces and anything owned, every frame is free.
     /// </summary>
     protected void AssertCleanTeardown()

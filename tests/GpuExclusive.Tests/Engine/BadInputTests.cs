@@ -1,6 +1,6 @@
 namespace GpuExclusive.Tests.Engine;
 
-/// <summary>Every malformed argument of DESIGN §5 is an <see cref="ArgumentException"/> and changes nothing; unmapped access is a <see cref="MemoryAccessException"/>.</summary>
+/// <summary>Every malformed argument of the public contract (docs/architecture.md) is an <see cref="ArgumentException"/> and changes nothing; unmapped access is a <see cref="MemoryAccessException"/>.</summary>
 public sealed class BadInputTests : EngineTest
 {
     private const ulong Top = ulong.MaxValue - (PagePool.PageSize - 1); // the last page-aligned address

@@ -285,7 +285,7 @@ public sealed class ConcurrencyStressTests : EngineTest
     }
 
     /// <summary>
-    /// Software TLB shootdown (DESIGN §2): once Fork has returned, no store that translated through the parent's
+    /// Software TLB shootdown (docs/architecture.md, "the host memory model"): once Fork has returned, no store that translated through the parent's
     /// old writable PTE may still land in the frame the child now shares, so the child's snapshot never changes.
     /// </summary>
     [Fact]

@@ -1,6 +1,6 @@
 namespace GpuExclusive.Tests.Engine;
 
-/// <summary>Teardown: every frame returns to the pool (DESIGN §3.5 #5), in any disposal order, and a disposed space refuses every call.</summary>
+/// <summary>Teardown: every frame returns to the pool (docs/architecture.md, invariant 5), in any disposal order, and a disposed space refuses every call.</summary>
 public sealed class DisposalTests : EngineTest
 {
     /// <summary>All 24 orders in which to dispose a fork chain of four spaces (parent, child, grandchild, great-grandchild).</summary>

@@ -4,7 +4,7 @@ namespace GpuExclusive.Tests.Engine;
 
 /// <summary>
 /// Base of every engine contract class: owns the pools and address spaces a test creates, and on teardown
-/// checks the invariants of DESIGN §3.5 — #2 (map counts exact, RefCount ≥ MapCount) while spaces are live,
+/// checks the invariants (docs/architecture.md) — #2 (map counts exact, RefCount ≥ MapCount) while spaces are live,
 /// and #5 (every frame back in the pool) once they are all disposed.
 /// </summary>
 public abstract class EngineTest : IDisposable

@@ -1,7 +1,7 @@
 namespace GpuExclusive.Tests.Engine;
 
 /// <summary>
-/// DESIGN §7: at most 32 bytes of metadata per 4 KiB page. The pool's frame metadata and the 8-byte PTE take 28 of
+/// A target of docs/benchmarks.md: at most 32 bytes of metadata per 4 KiB page. The pool's frame metadata and the 8-byte PTE take 28 of
 /// them, so what a space allocates on the managed heap besides must stay within 4 bytes per populated page (at the
 /// size the benchmarks' metadata report uses: a space's fixed costs are spread over its pages).
 /// </summary>

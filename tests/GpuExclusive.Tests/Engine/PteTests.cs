@@ -54,7 +54,7 @@ public sealed class PteTests
                 Assert.Equal(frame, Pte.Frame(pte));
                 Assert.Equal(softDirty, Pte.Has(pte, Pte.SoftDirty));
                 Assert.Equal(uffdWp, Pte.Has(pte, Pte.UffdWp));
-                // The entry is clean and old, and carries no write permission (LINUX-SEMANTICS §2.1).
+                // The entry is clean and old, and carries no write permission (as Linux's make_device_exclusive leaves it).
                 Assert.False(Pte.Has(pte, Pte.Write));
                 Assert.False(Pte.Has(pte, Pte.Dirty));
                 Assert.False(Pte.Has(pte, Pte.Young));

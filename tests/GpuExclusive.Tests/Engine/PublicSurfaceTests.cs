@@ -1,12 +1,12 @@
 namespace GpuExclusive.Tests.Engine;
 
-/// <summary>Pins the library's exported types to the contract of DESIGN §5 (STYLE: the surface must not grow by accident).</summary>
+/// <summary>Pins the library's exported types to the public contract (docs/architecture.md, "the public surface and errors") (STYLE: the surface must not grow by accident).</summary>
 public sealed class PublicSurfaceTests
 {
     /// <summary>
-    /// DESIGN §5, plus the notifier types <c>RegisterNotifier</c>/<c>InsertIntervalNotifier</c> take, plus deliberate
-    /// additions (DESIGN §5: "add to it, don't rename it"): the invariant checker embedders and <c>gpux stress</c> run,
-    /// the settings embedders load from <c>runtimesettings.json</c> (DESIGN §6), and the prepared batches of
+    /// The public contract, plus the notifier types <c>RegisterNotifier</c>/<c>InsertIntervalNotifier</c> take, plus deliberate
+    /// additions (the contract: add to it, don't rename it): the invariant checker embedders and <c>gpux stress</c> run,
+    /// the settings embedders load from <c>runtimesettings.json</c> (the README's configuration section), and the prepared batches of
     /// <c>DeviceMirror.Prepare</c> (issue 5), and the failure of a device that stops answering (issue 13).
     /// A new public type belongs in this list only on purpose.
     /// </summary>

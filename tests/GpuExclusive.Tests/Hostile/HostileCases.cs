@@ -211,7 +211,7 @@ internal static class HostileCases
             t.Throws<ObjectDisposedException>(member, "on a disposed space", w => call(w.DisposedSpace, w.DisposedSpaceAddress), "AddressSpace");
         }
 
-        // Values that cross a page boundary (DESIGN §5: ArgumentException).
+        // Values that cross a page boundary (docs/architecture.md, "the public surface and errors": ArgumentException).
         t.Throws<ArgumentException>(ReadT, "an int crossing a page", w => w.Space.Read<int>(w.Rw + Page - 2), w => [P("address"), Hex(w.Rw + Page - 2), "cross a page"]);
         t.Throws<ArgumentException>(ReadT, "a Guid at the last 8 bytes of a page", w => w.Space.Read<Guid>(w.Rw + Page - 8), w => [P("address"), Hex(w.Rw + Page - 8)]);
         t.Throws<ArgumentException>(ReadT, "a value larger than a page", w => w.Space.Read<TwoPages>(w.Rw), w => [P("address"), "8192-byte", Hex(w.Rw)]);

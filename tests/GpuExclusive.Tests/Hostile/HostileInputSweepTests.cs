@@ -8,7 +8,7 @@ namespace GpuExclusive.Tests.Hostile;
 /// <summary>
 /// Hostile input for every public method of the engine (issue 6, item 3), in one table (<see cref="HostileCases"/>):
 /// each call is refused with the documented exception and a message that names the problem, or answered as documented,
-/// and afterwards the state is unchanged, the invariants of DESIGN §3.5 hold, and the space, the mirror and the pool
+/// and afterwards the state is unchanged, the invariants (docs/architecture.md) hold, and the space, the mirror and the pool
 /// still work. A guard fails when a public member has neither cases nor a reason to have none.
 /// </summary>
 [Collection(DeviceCollection.Name)]

@@ -229,7 +229,7 @@ internal sealed unsafe class HostileWorld : IDisposable
         Child.Dispose();
         Space.Dispose();
         Invariants.Check(Pool);
-        Assert.Equal(Pool.Capacity, Pool.FreePages); // DESIGN §3.5 #5
+        Assert.Equal(Pool.Capacity, Pool.FreePages); // invariant 5 of docs/architecture.md
         Pool.Dispose();
     }
 

@@ -5,7 +5,7 @@ namespace GpuExclusive.Tests.Model;
 
 /// <summary>
 /// Issue 6, item 4: the races Linux's device-exclusive code got wrong, each bounded (a hang fails within 20 s) and
-/// ending with DESIGN §3.5's checks: invariants hold, no frame stays locked, every frame back after disposal.
+/// ending with the invariant checks (docs/architecture.md): invariants hold, no frame stays locked, every frame back after disposal.
 /// </summary>
 [Collection(DeviceCollection.Name)]
 public sealed class LinuxRegressionTests(CpuAcceleratorFixture fixture) : IClassFixture<CpuAcceleratorFixture>

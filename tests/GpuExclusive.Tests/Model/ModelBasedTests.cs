@@ -21,7 +21,7 @@ public enum ModelOpKind
 /// <summary>
 /// Issue 6, item 1: random operation sequences over a root space and its forks, run against the engine (through one
 /// CPU-accelerator device) and against <see cref="ModelSpace"/>; every observable is compared after every step and the
-/// invariants of DESIGN §3.5 are checked. A failure prints CsCheck's seed and the shrunk sequence.
+/// invariants (docs/architecture.md) are checked. A failure prints CsCheck's seed and the shrunk sequence.
 /// </summary>
 [Collection(DeviceCollection.Name)]
 public sealed class ModelBasedTests(CpuAcceleratorFixture fixture, ITestOutputHelper output) : IClassFixture<CpuAcceleratorFixture>
@@ -230,9 +230,9 @@ public sealed class ModelBasedTests(CpuAcceleratorFixture fixture, ITestOutputHe
 
                     ForPages(model, start, end, p =>
                     {
-                        p.DeviceAtomic = false; // invalidated; the entry itself stays (DESIGN §3.4)
+                        p.DeviceAtomic = false; // invalidated; the entry itself stays (docs/architecture.md, "fork, unmap, protect, discard")
                         // A device-exclusive entry keeps no write bit: its restore recomputes writability from the area
-                        // as it is then (DESIGN §3.3), so only present PTEs are pinned read-only here.
+                        // as it is then (docs/architecture.md, "the revocation path"), so only present PTEs are pinned read-only here.
                         if ((protection & Protection.Write) == 0 && p.Kind != ModelPageKind.DeviceExclusive)
                         {
                             p.MustBeReadOnly = true;

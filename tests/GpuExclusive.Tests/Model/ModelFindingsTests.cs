@@ -25,7 +25,7 @@ public sealed class ModelFindingsTests(CpuAcceleratorFixture fixture) : IClassFi
             var address = space.Map(Page, Protection.ReadWrite);
             space.ClearSoftDirty();
             Assert.Equal(0, space.Read<int>(address)); // read fault: the PTE comes back writable but not soft-dirty
-            var result = mirror.Run([new AtomicOp(address, AtomicKind.Add, 5)]); // grant (DESIGN §3.1: fault in for write), device writes
+            var result = mirror.Run([new AtomicOp(address, AtomicKind.Add, 5)]); // grant (docs/architecture.md, "the grant path": fault in for write), device writes
             Assert.Equal(1, result.Completed);
             Assert.Equal(PageState.DeviceExclusive, space.Inspect(address).State);
 

@@ -1,8 +1,8 @@
 namespace GpuExclusive.Tests.Model;
 
 /// <summary>
-/// An obviously-correct reference model of the engine's observable behaviour (DESIGN §2, §3; Linux semantics where
-/// DESIGN is silent): dictionaries of areas, page states and int values, no concurrency, no frames.
+/// An obviously-correct reference model of the engine's observable behaviour (docs/architecture.md; Linux semantics where
+/// the architecture is silent): dictionaries of areas, page states and int values, no concurrency, no frames.
 /// </summary>
 /// <remarks>
 /// Values are tracked per int (only the ints the sequence touches); a missing entry reads as zero. Private data lives in
