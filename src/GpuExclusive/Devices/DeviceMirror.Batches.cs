@@ -1,13 +1,10 @@
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using GpuExclusive.Devices;
 using GpuExclusive.Diagnostics;
 using GpuExclusive.Kernels;
 using GpuExclusive.Paging;
-using ILGPU.Runtime;
-using Microsoft.Extensions.Logging;
 
 namespace GpuExclusive;
 

@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using System.Diagnostics.CodeAnalysis;
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using GpuExclusive.Devices;
 using GpuExclusive.Diagnostics;
 using GpuExclusive.Kernels;

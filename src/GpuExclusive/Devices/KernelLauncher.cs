@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using GpuExclusive.Kernels;
 using ILGPU;
 using ILGPU.Runtime;

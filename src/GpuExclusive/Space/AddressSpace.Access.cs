@@ -1,6 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using GpuExclusive.Paging;
 
 namespace GpuExclusive;
@@ -163,51 +162,43 @@ public sealed partial class AddressSpace
 
     // The slow paths of writes: fault, then retry the access until it translates. Kept out of line so the fast paths inline.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private unsafe void WriteAfterFault<T>(ulong address, T value)
-        where T : unmanaged
-    {
-        try
-        {
-            WriteAfterFaultLoop(address, value);
-        }
-        finally
-        {
-            RunDeferredAfterAccess();
-        }
-    }
-
-    private unsafe void WriteAfterFaultLoop<T>(ulong address, T value)
-        where T : unmanaged
-    {
-        while (true)
-        {
-            var kept = HandleFault(address, isWrite: true);
-            try
-            {
-                ref var slot = ref TlbShootdown.Enter();
-                var pointer = TranslateInsideAccess(address, isWrite: true);
-                if (pointer != null)
-                {
-                    Unsafe.WriteUnaligned(pointer, value);
-                    TlbShootdown.Exit(ref slot);
-                    return;
-                }
-
-                TlbShootdown.Exit(ref slot);
-            }
-            finally
-            {
-                ReleaseRestored(kept);
-            }
-        }
-    }
+    private void WriteAfterFault<T>(ulong address, T value)
+        where T : unmanaged => WriteAfterFault<StoreValue<T>, T>(address, new StoreValue<T>(value));
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private unsafe int AtomicAddAfterFault(ulong address, int value)
+    private int AtomicAddAfterFault(ulong address, int value) => WriteAfterFault<AddValue, int>(address, new AddValue(value));
+
+    /// <summary>
+    /// Faults <paramref name="address"/> in for write and applies <paramref name="write"/> once it translates; a frame a
+    /// device-exclusive restore kept locked is released only after the write (FIFO hand-off), and what notifier
+    /// callbacks deferred runs once the write is done.
+    /// </summary>
+    private unsafe TResult WriteAfterFault<TWrite, TResult>(ulong address, TWrite write)
+        where TWrite : struct, IWriteAfterFault<TResult>
     {
         try
         {
-            return AtomicAddAfterFaultLoop(address, value);
+            while (true)
+            {
+                var kept = HandleFault(address, isWrite: true);
+                try
+                {
+                    ref var slot = ref TlbShootdown.Enter();
+                    var pointer = TranslateInsideAccess(address, isWrite: true);
+                    if (pointer != null)
+                    {
+                        var result = write.Apply(pointer);
+                        TlbShootdown.Exit(ref slot);
+                        return result;
+                    }
+
+                    TlbShootdown.Exit(ref slot);
+                }
+                finally
+                {
+                    ReleaseRestored(kept);
+                }
+            }
         }
         finally
         {
@@ -215,29 +206,25 @@ public sealed partial class AddressSpace
         }
     }
 
-    private unsafe int AtomicAddAfterFaultLoop(ulong address, int value)
+    /// <summary>A write the fault path retries: applied to the translated pointer, inside the access.</summary>
+    private unsafe interface IWriteAfterFault<out TResult>
     {
-        while (true)
-        {
-            var kept = HandleFault(address, isWrite: true);
-            try
-            {
-                ref var slot = ref TlbShootdown.Enter();
-                var pointer = TranslateInsideAccess(address, isWrite: true);
-                if (pointer != null)
-                {
-                    var result = Interlocked.Add(ref Unsafe.AsRef<int>(pointer), value);
-                    TlbShootdown.Exit(ref slot);
-                    return result;
-                }
+        TResult Apply(byte* pointer);
+    }
 
-                TlbShootdown.Exit(ref slot);
-            }
-            finally
-            {
-                ReleaseRestored(kept);
-            }
+    private readonly unsafe struct StoreValue<T>(T value) : IWriteAfterFault<T>
+        where T : unmanaged
+    {
+        public T Apply(byte* pointer)
+        {
+            Unsafe.WriteUnaligned(pointer, value);
+            return value;
         }
+    }
+
+    private readonly unsafe struct AddValue(int value) : IWriteAfterFault<int>
+    {
+        public int Apply(byte* pointer) => Interlocked.Add(ref Unsafe.AsRef<int>(pointer), value);
     }
 
     /// <summary>Copies bytes starting at <paramref name="address"/> into <paramref name="destination"/>; may cross pages.</summary>

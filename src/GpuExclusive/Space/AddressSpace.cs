@@ -26,23 +26,32 @@ public sealed partial class AddressSpace : IDisposable
     private static int s_nextId;
 
     private readonly PagePool _pool;
+
     private readonly ILoggerFactory? _loggerFactory;
+
     private readonly ILogger _logger;
+
     // False for the null logger: the revocation fault then skips even the level check.
     private readonly bool _hasLogger;
 
     // The mmap lock (Linux mmap_lock): held for writing to change _areas or walk many PTEs (map, unmap, protect,
     // fork, …), for reading by faults and Inspect. Guards _areas, _nextMapAddress and the VMAs' fields.
     private readonly MmapLock _mmapLock = new();
+
     private readonly VmaList _areas = new();
+
     private ulong _nextMapAddress = FirstMapAddress;
 
     private readonly PageTable _pageTable;
+
     // The page table's flat PTEs of the fast span, held here so a CPU access reaches them in one load.
     private readonly unsafe long* _fastPtes;
+
     // The pool's frame 0, held here so a CPU access turns a PTE into a pointer without loading the pool.
     private readonly unsafe byte* _frameBase;
+
     private readonly NotifierList _notifiers;
+
     private volatile bool _disposed;
 
     /// <summary>Creates an empty address space drawing frames from <paramref name="pool"/>.</summary>
@@ -148,142 +157,6 @@ public sealed partial class AddressSpace : IDisposable
         }
     }
 
-    /// <summary>Changes the protection of every page in the range (<c>mprotect</c>), splitting areas at its ends.</summary>
-    /// <exception cref="ArgumentException">Bad range, bad protection, or part of the range is not mapped (nothing changed).</exception>
-    public void Protect(ulong address, ulong length, Protection protection)
-    {
-        var end = AddressRange.Validate(address, length);
-        AddressRange.ValidateProtection(protection);
-        _mmapLock.EnterWriteLock();
-        try
-        {
-            ThrowIfDisposed();
-            ThrowIfNotFullyMappedLocked(address, end);
-            using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Protection)))
-            {
-                _areas.SplitAt(address);
-                _areas.SplitAt(end);
-                foreach (var area in _areas.Overlapping(address, end))
-                {
-                    area.Protection = protection;
-                }
-
-                // Narrow present PTEs now; widening is left to the write fault, which knows whether COW is needed.
-                var state = new ProtectState(protection);
-                _pageTable.ForEachLeaf(address, end, ref state, static (PageTableLeaf leaf, int first, int last, ref ProtectState s) =>
-                {
-                    using (leaf.Lock.EnterScope())
-                    {
-                        leaf.BeginChange(); // Protection.None revokes reads
-                        for (var i = first; i <= last; i++)
-                        {
-                            ref var entry = ref leaf.Entries[i];
-                            while (true)
-                            {
-                                var pte = Volatile.Read(ref entry);
-                                if (!Pte.IsPresent(pte))
-                                {
-                                    break;
-                                }
-
-                                var updated = s.Protection == Protection.None ? (pte | Pte.ProtNone) & ~Pte.Write : pte & ~Pte.ProtNone;
-                                if ((s.Protection & Protection.Write) == 0)
-                                {
-                                    updated &= ~Pte.Write;
-                                }
-
-                                if (updated == pte || Interlocked.CompareExchange(ref entry, updated, pte) == pte)
-                                {
-                                    s.Narrowed |= updated != pte;
-                                    break;
-                                }
-                            }
-                        }
-
-                        leaf.EndChange();
-                    }
-                });
-
-                if (state.Narrowed)
-                {
-                    TlbShootdown.Flush();
-                }
-            }
-        }
-        finally
-        {
-            _mmapLock.ExitWriteLock();
-        }
-    }
-
-    /// <summary>
-    /// mlocks the range (<c>mlock</c>): every readable page is faulted in now and its frame marked mlocked. Either the
-    /// whole range is populated or, when the pool cannot hold it, nothing changes.
-    /// </summary>
-    /// <exception cref="ArgumentException">Bad range, or part of it is not mapped.</exception>
-    /// <exception cref="InsufficientMemoryException">The pool has too few free frames to populate the range.</exception>
-    public void Lock(ulong address, ulong length)
-    {
-        var end = AddressRange.Validate(address, length);
-        _mmapLock.EnterWriteLock();
-        try
-        {
-            ThrowIfDisposed();
-            ThrowIfNotFullyMappedLocked(address, end);
-            using var reservation = FrameReservation.Take(_pool, CountFramesToPopulateLocked(address, end), $"mlock of [0x{address:x}, 0x{end:x})");
-            _areas.SplitAt(address);
-            _areas.SplitAt(end);
-            foreach (var area in _areas.Overlapping(address, end))
-            {
-                area.Locked = true;
-                if (!area.IsReadable)
-                {
-                    continue;
-                }
-
-                for (var page = area.Start; page < area.End; page += PagePool.PageSize)
-                {
-                    var leaf = _pageTable.GetOrCreateLeaf(page);
-                    if (Pte.IsNone(Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)])))
-                    {
-                        DemandFaultLocked(area, leaf, page, isWrite: false, reservation);
-                    }
-                }
-            }
-
-            SetMlockedLocked(address, end, true);
-        }
-        finally
-        {
-            _mmapLock.ExitWriteLock();
-        }
-    }
-
-    /// <summary>munlocks the range (<c>munlock</c>).</summary>
-    /// <exception cref="ArgumentException">Bad range, or part of it is not mapped.</exception>
-    public void Unlock(ulong address, ulong length)
-    {
-        var end = AddressRange.Validate(address, length);
-        _mmapLock.EnterWriteLock();
-        try
-        {
-            ThrowIfDisposed();
-            ThrowIfNotFullyMappedLocked(address, end);
-            _areas.SplitAt(address);
-            _areas.SplitAt(end);
-            foreach (var area in _areas.Overlapping(address, end))
-            {
-                area.Locked = false;
-            }
-
-            SetMlockedLocked(address, end, false);
-        }
-        finally
-        {
-            _mmapLock.ExitWriteLock();
-        }
-    }
-
     /// <summary>
     /// Drops the pages of the range (<c>MADV_DONTNEED</c>): private pages read as zero afterwards and their frames go
     /// back to the pool; shared pages keep their contents in the shared object and are only unmapped from this space.
@@ -307,70 +180,6 @@ public sealed partial class AddressSpace : IDisposable
             using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Clear)))
             {
                 ZapRangeLocked(address, end);
-            }
-        }
-        finally
-        {
-            _mmapLock.ExitWriteLock();
-        }
-    }
-
-    /// <summary>
-    /// Clears the soft-dirty bits of the whole space (<c>echo 4 &gt; /proc/pid/clear_refs</c>): present pages become
-    /// write-protected so the next write faults and marks them soft-dirty again.
-    /// </summary>
-    public void ClearSoftDirty()
-    {
-        _mmapLock.EnterWriteLock();
-        try
-        {
-            ThrowIfDisposed();
-            var narrowed = false;
-            var scopes = new List<NotifierList.Scope>();
-            try
-            {
-                foreach (var area in _areas.Areas)
-                {
-                    scopes.Add(_notifiers.Start(new NotifierRange(area.Start, area.End, NotifierEvent.SoftDirty)));
-                    area.SoftDirty = false;
-                    _pageTable.ForEachLeaf(area.Start, area.End, ref narrowed, static (PageTableLeaf leaf, int first, int last, ref bool narrowedAny) =>
-                    {
-                        using (leaf.Lock.EnterScope())
-                        {
-                            for (var i = first; i <= last; i++)
-                            {
-                                ref var entry = ref leaf.Entries[i];
-                                while (true)
-                                {
-                                    var pte = Volatile.Read(ref entry);
-                                    if (Pte.IsNone(pte))
-                                    {
-                                        break;
-                                    }
-
-                                    var updated = pte & ~(Pte.SoftDirty | Pte.Write);
-                                    if (updated == pte || Interlocked.CompareExchange(ref entry, updated, pte) == pte)
-                                    {
-                                        narrowedAny |= Pte.Has(pte, Pte.Write);
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    });
-                }
-
-                if (narrowed)
-                {
-                    TlbShootdown.Flush();
-                }
-            }
-            finally
-            {
-                foreach (var scope in scopes)
-                {
-                    scope.Dispose();
-                }
             }
         }
         finally
@@ -596,78 +405,7 @@ public sealed partial class AddressSpace : IDisposable
         return new PageInfo(PageState.Present, Pte.IsWritable(pte), Pte.Has(pte, Pte.Dirty), Pte.Has(pte, Pte.Young), softDirty, frame, mapCount, refCount);
     }
 
-    private void ThrowIfNotFullyMappedLocked(ulong start, ulong end)
-    {
-        AssertMmapLockHeld();
-        var hole = _areas.FirstHole(start, end);
-        if (hole is { } at)
-        {
-            throw new ArgumentException($"range [0x{start:x}, 0x{end:x}) is not fully mapped: nothing is mapped at 0x{at:x}", "address");
-        }
-    }
-
-    private long CountFramesToPopulateLocked(ulong start, ulong end)
-    {
-        AssertMmapLockHeld();
-        long needed = 0;
-        foreach (var area in _areas.Overlapping(start, end))
-        {
-            if (!area.IsReadable)
-            {
-                continue;
-            }
-
-            var from = Math.Max(start, area.Start);
-            var to = Math.Min(end, area.End);
-            for (var page = from; page < to; page += PagePool.PageSize)
-            {
-                var leaf = _pageTable.FindLeaf(page);
-                var present = leaf is not null && !Pte.IsNone(Volatile.Read(ref leaf.Entries[PageTableLeaf.IndexOf(page)]));
-                if (!present && (area.IsPrivate || !area.SharedObject!.Has(area.ObjectPageOf(page))))
-                {
-                    needed++;
-                }
-            }
-        }
-
-        return needed;
-    }
-
-    private void SetMlockedLocked(ulong start, ulong end, bool mlocked)
-    {
-        AssertMmapLockHeld();
-        _pageTable.ForEachLeaf(start, end, ref mlocked, (PageTableLeaf leaf, int first, int last, ref bool set) =>
-        {
-            using (leaf.Lock.EnterScope())
-            {
-                for (var i = first; i <= last; i++)
-                {
-                    var pte = Volatile.Read(ref leaf.Entries[i]);
-                    if (Pte.IsNone(pte))
-                    {
-                        continue;
-                    }
-
-                    if (set)
-                    {
-                        _pool.SetFlags(Pte.Frame(pte), FrameFlags.Mlocked);
-                    }
-                    else
-                    {
-                        _pool.ClearFlags(Pte.Frame(pte), FrameFlags.Mlocked);
-                    }
-                }
-            }
-        });
-    }
-
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
-
-    private struct ProtectState(Protection protection)
-    {
-        public readonly Protection Protection = protection;
-        public bool Narrowed;
-    }
 
     private sealed class Registration(Action remove) : IDisposable
     {
