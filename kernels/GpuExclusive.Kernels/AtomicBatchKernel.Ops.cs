@@ -48,6 +48,8 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
@@ -116,10 +118,21 @@ internal static partial class AtomicBatchKernel
             awaited = true;
         }
 
+        // A resident page is in the device's own memory (its slot), any other in the pool, in host memory.
         var byteOffset = (DevicePte.Frame(entry) << PageShift) + op.Offset;
-        var old = op.Is64Bit != 0
-            ? Apply64(ref memory64[byteOffset >> 3], op.Code, op.Operand, op.Comparand)
-            : Apply32(ref memory32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
+        long old;
+        if (DevicePte.IsResident(entry))
+        {
+            old = op.Is64Bit != 0
+                ? Apply64(ref resident64[byteOffset >> 3], op.Code, op.Operand, op.Comparand)
+                : Apply32(ref resident32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
+        }
+        else
+        {
+            old = op.Is64Bit != 0
+                ? Apply64(ref memory64[byteOffset >> 3], op.Code, op.Operand, op.Comparand)
+                : Apply32(ref memory32[byteOffset >> 2], op.Code, (int)op.Operand, (int)op.Comparand);
+        }
 
         // No fence per op: the host reads states and old values only after the launch has returned, or after the
         // resident kernel's fenced Finished report, both of which publish everything before them.

@@ -71,13 +71,15 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
         SharedView<int> progress)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<SystemScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
+        ApplyShare<SystemScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress);
     }
 
     /// <summary><see cref="Apply"/> for ILGPU's CPU accelerator. Never compiled for a GPU.</summary>
@@ -88,13 +90,15 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
         SharedView<int> progress)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<CpuAcceleratorScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
+        ApplyShare<CpuAcceleratorScope, PublishHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress);
     }
 
     /// <summary>
@@ -109,13 +113,15 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
         SharedView<int> progress)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<SystemScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
+        ApplyShare<SystemScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress);
     }
 
     /// <summary><see cref="ApplyWithoutHazards"/> for ILGPU's CPU accelerator.</summary>
@@ -126,13 +132,15 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
         SharedView<int> progress)
     {
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
-        ApplyShare<CpuAcceleratorScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
+        ApplyShare<CpuAcceleratorScope, NoHazards>(thread, Grid.DimX * Group.DimX, ops.Length, ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress);
     }
 
     /// <summary>
@@ -150,11 +158,13 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
         SharedView<int> progress) =>
-        ServeBatches<SystemScope>(ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
+        ServeBatches<SystemScope>(ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress);
 
     /// <summary><see cref="Serve"/> for ILGPU's CPU accelerator.</summary>
     public static void ServeOnCpuAccelerator(
@@ -164,11 +174,13 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
         SharedView<int> progress) =>
-        ServeBatches<CpuAcceleratorScope>(ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
+        ServeBatches<CpuAcceleratorScope>(ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress);
 
     private static void ServeBatches<TScope>(
         ArrayView<DeviceOp> ops,
@@ -177,6 +189,8 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
@@ -226,7 +240,7 @@ internal static partial class AtomicBatchKernel
 
             served = current;
             var count = shared.LoadRelaxed(control, ControlBlock.Count);
-            ApplyShare<TScope, PublishHazards>(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress);
+            ApplyShare<TScope, PublishHazards>(Group.IdxX, Group.DimX, count, ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress);
 
             // Every thread is done with the batch (and has read `round`) before the first thread reports and polls again.
             Group.Barrier();
@@ -250,6 +264,8 @@ internal static partial class AtomicBatchKernel
         SharedView<long> table,
         ArrayView<int> memory32,
         ArrayView<long> memory64,
+        ArrayView<int> resident32,
+        ArrayView<long> resident64,
         SharedView<int> control,
         SharedView<int> faults,
         SharedView<int> hazards,
@@ -299,7 +315,7 @@ internal static partial class AtomicBatchKernel
             }
 
             var outcome = ApplyOne<TScope>(
-                shared, publish, i, thread, shared.GrantSpinLimit, refused, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress, ref published, ref flip, ref beats);
+                shared, publish, i, thread, shared.GrantSpinLimit, refused, ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress, ref published, ref flip, ref beats);
             if (outcome == Outcome.Stopped)
             {
                 stopped = true;
@@ -337,7 +353,7 @@ internal static partial class AtomicBatchKernel
             }
 
             var outcome = ApplyOne<TScope>(
-                shared, publish, i, thread, shared.GrantSpinLimit * SweepWaitFactor, refused, ops, states, oldValues, table, memory32, memory64, control, faults, hazards, progress, ref published, ref flip, ref beats);
+                shared, publish, i, thread, shared.GrantSpinLimit * SweepWaitFactor, refused, ops, states, oldValues, table, memory32, memory64, resident32, resident64, control, faults, hazards, progress, ref published, ref flip, ref beats);
             if (outcome == Outcome.Stopped)
             {
                 stopped = true;

@@ -31,6 +31,12 @@ internal sealed class CommonOptions
         HelpName = "N",
     };
 
+    public Option<string?> Placement { get; } = new("--placement")
+    {
+        Description = "Where a device works on the pages it holds: InPlace (in host memory, zero-copy) or DeviceResident (copied into device memory while held) (overrides Engine:PagePlacement).",
+        HelpName = "PLACEMENT",
+    };
+
     public CommonOptions()
     {
         LogLevel.Validators.Add(result =>
@@ -45,6 +51,12 @@ internal sealed class CommonOptions
             if (text is not null && !IsName<AcceleratorKind>(text))
                 result.AddError($"--accelerator must be one of auto, cpu, cuda, opencl (got '{text}')");
         });
+        Placement.Validators.Add(result =>
+        {
+            string? text = result.GetValueOrDefault<string?>();
+            if (text is not null && !IsName<PagePlacement>(text))
+                result.AddError($"--placement must be one of {string.Join(", ", Enum.GetNames<PagePlacement>())} (got '{text}')");
+        });
         OptionRules.Range(PoolPages, 1, int.MaxValue);
         OptionRules.NonEmptyPath(Config);
     }
@@ -55,6 +67,7 @@ internal sealed class CommonOptions
         command.Options.Add(LogLevel);
         command.Options.Add(Accelerator);
         command.Options.Add(PoolPages);
+        command.Options.Add(Placement);
     }
 
     /// <summary>
@@ -78,6 +91,8 @@ internal sealed class CommonOptions
             overrides["Engine:Accelerator"] = accelerator;
         if (parse.GetValue(PoolPages) is { } pages)
             overrides["Engine:PoolPages"] = pages.ToString(CultureInfo.InvariantCulture);
+        if (parse.GetValue(Placement) is { } placement)
+            overrides["Engine:PagePlacement"] = placement.Trim();
 
         try
         {

@@ -138,7 +138,7 @@ internal static class StressCommand
 
             context.Stdout.WriteLine(
                 $"gpux stress: seed {options.Seed}, {options.CpuThreads} worker threads + 1 churn thread, " +
-                $"{options.Devices} device(s){(devices.Count > 0 ? $" ({devices[0].Kind}: {devices[0].Name})" : string.Empty)}, " +
+                $"{options.Devices} device(s){(devices.Count > 0 ? $" ({devices[0].Kind}: {devices[0].Name}, pages {devices[0].DefaultPlacement})" : string.Empty)}, " +
                 $"{options.CounterPages} counter pages, {StressOptions.ScratchPages} scratch pages, pool {poolPages} frames, {options.Seconds} s" +
                 (options.MaxOperations is { } max ? $" or {max} operations" : string.Empty) +
                 (options.Inject ? ", fault injection on" : string.Empty) + $", watchdog {options.WatchdogSeconds} s");
@@ -169,13 +169,20 @@ internal static class StressCommand
     {
         try
         {
-            // The settings carry the kernel grid and stop-poll interval; the accelerator is the one asked for.
+            // The settings carry every engine value; the accelerator is the one asked for.
+            settings ??= new EngineSettings();
             return ExclusiveDevice.Open(new EngineSettings
             {
                 Accelerator = kind,
-                KernelGroupSize = settings?.KernelGroupSize ?? 0,
-                KernelGroups = settings?.KernelGroups ?? 0,
-                StopPollIntervalMicroseconds = settings?.StopPollIntervalMicroseconds ?? EngineSettings.DefaultStopPollIntervalMicroseconds,
+                KernelGroupSize = settings.KernelGroupSize,
+                KernelGroups = settings.KernelGroups,
+                StopPollIntervalMicroseconds = settings.StopPollIntervalMicroseconds,
+                ResidentBatchOps = settings.ResidentBatchOps,
+                ResidentIdleMicroseconds = settings.ResidentIdleMicroseconds,
+                DeviceTimeoutMilliseconds = settings.DeviceTimeoutMilliseconds,
+                DeviceQuantumMicroseconds = settings.DeviceQuantumMicroseconds,
+                PagePlacement = settings.PagePlacement,
+                DeviceResidentPages = settings.DeviceResidentPages,
             }, loggerFactory);
         }
         catch (NotSupportedException e)

@@ -56,6 +56,7 @@ internal sealed class StressReportFile : IDisposable
         json.WriteNumber("cpuThreads", options.CpuThreads);
         json.WriteNumber("devices", options.Devices);
         json.WriteString("accelerator", options.Accelerator.ToString());
+        json.WriteString("placement", settings.PagePlacement.ToString());
         json.WriteBoolean("inject", options.Inject);
         json.WriteNumber("watchdogSeconds", options.WatchdogSeconds);
         json.WriteNumber("poolPages", poolPages);

@@ -34,6 +34,12 @@ public sealed class EngineSettings
     /// <summary>Default time a host wait may see a device make no progress before the device is declared failed: 10 s.</summary>
     public const int DefaultDeviceTimeoutMilliseconds = 10_000;
 
+    /// <summary>
+    /// Default number of device-resident pages a device holds at once: 16384 (64 MiB of device memory, allocated when
+    /// the first device-resident mirror is created).
+    /// </summary>
+    public const int DefaultDeviceResidentPages = 16384;
+
     /// <summary>Frames in the <see cref="PagePool"/> (key <c>Engine:PoolPages</c>, 1..2^31-1).</summary>
     public long PoolPages { get; init; } = DefaultPoolPages;
 
@@ -86,6 +92,19 @@ public sealed class EngineSettings
     /// device can take the page again (docs/architecture.md, "device faults and the quantum").
     /// </summary>
     public int DeviceQuantumMicroseconds { get; init; } = DefaultDeviceQuantumMicroseconds;
+
+    /// <summary>
+    /// Where a device works on the pages it holds exclusively, for mirrors created without an explicit placement (key
+    /// <c>Engine:PagePlacement</c>, <c>InPlace</c> or <c>DeviceResident</c>; see <see cref="GpuExclusive.PagePlacement"/>).
+    /// </summary>
+    public PagePlacement PagePlacement { get; init; } = PagePlacement.InPlace;
+
+    /// <summary>
+    /// How many pages a device keeps in its own memory at once for device-resident mirrors, in 4 KiB pages (key
+    /// <c>Engine:DeviceResidentPages</c>, 1..16777216). A grant past it first hands the least recently used resident
+    /// pages back to the CPU (written back to their frames); a grant larger than the whole budget maps the rest in place.
+    /// </summary>
+    public int DeviceResidentPages { get; init; } = DefaultDeviceResidentPages;
 
     /// <summary>Minimum log level for every category without its own entry (key <c>Logging:LogLevel:Default</c>).</summary>
     public LogLevel DefaultLogLevel { get; init; } = LogLevel.Warning;

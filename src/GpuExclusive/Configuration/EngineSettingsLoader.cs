@@ -43,12 +43,14 @@ public static class EngineSettingsLoader
         ["Engine:ResidentIdleMicroseconds"] = (1, 10_000_000),
         ["Engine:DeviceTimeoutMilliseconds"] = (1, 3_600_000),
         ["Engine:DeviceQuantumMicroseconds"] = (0, 1_000_000),
+        ["Engine:DeviceResidentPages"] = (1, 1 << 24),
     };
 
     /// <summary>The accepted range of an integer key (e.g. <c>Engine:KernelGroups</c>).</summary>
     internal static (long Min, long Max) RangeOf(string key) => IntegerKeys[key];
 
     private const string AcceleratorKey = "Engine:Accelerator";
+    private const string PagePlacementKey = "Engine:PagePlacement";
 
     /// <summary>
     /// Loads and validates the settings. <paramref name="jsonPath"/> null means no file; a non-null path must
@@ -84,7 +86,7 @@ public static class EngineSettingsLoader
 
     /// <summary>The keys the loader accepts besides <c>Logging:LogLevel:&lt;category&gt;</c>.</summary>
     public static IReadOnlyList<string> KnownKeys { get; } =
-        [.. IntegerKeys.Keys.Append(AcceleratorKey).Append(DefaultLogLevelKey).Order(StringComparer.Ordinal)];
+        [.. IntegerKeys.Keys.Append(AcceleratorKey).Append(PagePlacementKey).Append(DefaultLogLevelKey).Order(StringComparer.Ordinal)];
 
     private static EngineSettings Build(IReadOnlyList<SettingValue> values)
     {
@@ -96,6 +98,8 @@ public static class EngineSettingsLoader
         int residentIdle = EngineSettings.DefaultResidentIdleMicroseconds;
         int deviceTimeout = EngineSettings.DefaultDeviceTimeoutMilliseconds;
         int deviceQuantum = EngineSettings.DefaultDeviceQuantumMicroseconds;
+        int deviceResidentPages = EngineSettings.DefaultDeviceResidentPages;
+        var placement = PagePlacement.InPlace;
         var defaultLevel = LogLevel.Warning;
         var categories = new Dictionary<string, LogLevel>(StringComparer.OrdinalIgnoreCase);
 
@@ -112,6 +116,8 @@ public static class EngineSettingsLoader
                 case "Engine:ResidentIdleMicroseconds": residentIdle = (int)(long)parsed; break;
                 case "Engine:DeviceTimeoutMilliseconds": deviceTimeout = (int)(long)parsed; break;
                 case "Engine:DeviceQuantumMicroseconds": deviceQuantum = (int)(long)parsed; break;
+                case "Engine:DeviceResidentPages": deviceResidentPages = (int)(long)parsed; break;
+                case PagePlacementKey: placement = (PagePlacement)parsed; break;
                 case AcceleratorKey: accelerator = (AcceleratorKind)parsed; break;
                 case DefaultLogLevelKey: defaultLevel = (LogLevel)parsed; break;
                 default: categories[value.Key[(LogLevelSection.Length + 1)..]] = (LogLevel)parsed; break;
@@ -129,6 +135,8 @@ public static class EngineSettingsLoader
             ResidentIdleMicroseconds = residentIdle,
             DeviceTimeoutMilliseconds = deviceTimeout,
             DeviceQuantumMicroseconds = deviceQuantum,
+            PagePlacement = placement,
+            DeviceResidentPages = deviceResidentPages,
             DefaultLogLevel = defaultLevel,
             CategoryLogLevels = categories,
             Values = values,
@@ -162,6 +170,13 @@ public static class EngineSettingsLoader
             if (!TryParseName(text, out AcceleratorKind kind))
                 throw Bad(value, $"'{value.Value}' is not one of {string.Join(", ", Enum.GetNames<AcceleratorKind>())}");
             return kind;
+        }
+
+        if (value.Key == PagePlacementKey)
+        {
+            if (!TryParseName(text, out PagePlacement placement))
+                throw Bad(value, $"'{value.Value}' is not one of {string.Join(", ", Enum.GetNames<PagePlacement>())}");
+            return placement;
         }
 
         if (!TryParseName(text, out LogLevel level))
@@ -204,6 +219,8 @@ public static class EngineSettingsLoader
             ["Engine:ResidentIdleMicroseconds", defaults.ResidentIdleMicroseconds.ToString(CultureInfo.InvariantCulture)],
             ["Engine:DeviceTimeoutMilliseconds", defaults.DeviceTimeoutMilliseconds.ToString(CultureInfo.InvariantCulture)],
             ["Engine:DeviceQuantumMicroseconds", defaults.DeviceQuantumMicroseconds.ToString(CultureInfo.InvariantCulture)],
+            [PagePlacementKey, defaults.PagePlacement.ToString()],
+            ["Engine:DeviceResidentPages", defaults.DeviceResidentPages.ToString(CultureInfo.InvariantCulture)],
             [DefaultLogLevelKey, defaults.DefaultLogLevel.ToString()],
         ];
         return new Layer([.. pairs.Select(p => new SettingValue(p[0], p[1], SettingSource.Default, DefaultOrigin))]);

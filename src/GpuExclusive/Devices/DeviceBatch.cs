@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using GpuExclusive.Kernels;
 
 namespace GpuExclusive.Devices;
@@ -57,7 +58,14 @@ internal sealed class DeviceBatch : IDisposable
         LeftPending = false;
         Launch = null;
         HoldSlots.Clear();
+        StartedAt = Stopwatch.GetTimestamp();
     }
+
+    /// <summary>
+    /// When this use of the batch started (a <see cref="Stopwatch"/> timestamp): resident pages it used since are not
+    /// evicted to make room for its own grants.
+    /// </summary>
+    internal long StartedAt { get; private set; }
 
     /// <summary>True when the last launch left ops pending that it recorded no fault for the host to service: scan for them.</summary>
     internal bool LeftPending { get; set; }

@@ -82,6 +82,23 @@ public sealed partial class DeviceMirror
                 return false;
             }
 
+            if (DevicePte.IsResident(entry))
+            {
+                // The page lives in device memory while the device holds it: read or write it there.
+                var slotNumber = (int)DevicePte.Frame(entry);
+                var offset = (int)(address & AddressRange.PageMask);
+                if (isWrite)
+                {
+                    _device.ResidentPages.CopyIn(slotNumber, offset, chunk);
+                }
+                else
+                {
+                    _device.ResidentPages.CopyOut(slotNumber, offset, chunk);
+                }
+
+                return true;
+            }
+
             var pointer = Space.Pool.FrameAddress(DevicePte.Frame(entry)) + (address & AddressRange.PageMask);
             var frameBytes = new Span<byte>(pointer, chunk.Length);
             if (isWrite)

@@ -215,6 +215,7 @@ public sealed partial class DeviceMirror
         var target = batch.Ops.AsSpan(end);
         ulong lastPage = ulong.MaxValue;
         var lastSlot = -1;
+        var now = IsDeviceResident ? Stopwatch.GetTimestamp() : 0;
         for (var i = start; i < end; i++)
         {
             ref readonly var op = ref ops[i];
@@ -224,9 +225,14 @@ public sealed partial class DeviceMirror
                 // Runs of ops on one page (a contended counter) look their slot up once.
                 lastSlot = _pageTable.SlotFor(page);
                 lastPage = page;
-                if (DevicePte.Permission(_pageTable.Entry(lastSlot)) != DevicePte.Atomic)
+                var entry = _pageTable.Entry(lastSlot);
+                if (DevicePte.Permission(entry) != DevicePte.Atomic)
                 {
                     (notAtomic ??= []).Add(page);
+                }
+                else if (now != 0)
+                {
+                    TouchIfResident(entry, now);
                 }
             }
 

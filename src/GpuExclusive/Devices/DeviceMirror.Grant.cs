@@ -90,6 +90,17 @@ public sealed partial class DeviceMirror
     /// </summary>
     private int GrantAndMap(IReadOnlyList<(ulong Start, ulong End)> runs, List<GrantedPage> held, DeviceBatch? batch, LaunchFaults? launch, bool serviced)
     {
+        if (IsDeviceResident)
+        {
+            long pages = 0;
+            foreach (var (start, end) in runs)
+            {
+                pages += (long)((end - start) >> PagePool.PageShift);
+            }
+
+            MakeRoomForResident((int)Math.Min(pages, int.MaxValue), batch?.StartedAt ?? long.MaxValue);
+        }
+
         var interval = new GrantInterval(_device);
         using var registration = Space.InsertIntervalNotifier(interval, runs[0].Start, runs[^1].End - runs[0].Start);
         var sequence = interval.ReadBegin();
@@ -121,7 +132,7 @@ public sealed partial class DeviceMirror
                     AddHoldLocked(slot, page, batch, launch, serviced);
                 }
 
-                _pageTable.Set(slot, DevicePte.Make(held[i].Frame, DevicePte.Atomic));
+                _pageTable.Set(slot, GrantedEntryLocked(slot, held[i].Address, held[i].Frame));
             }
 
             return held.Count - first;
@@ -162,6 +173,8 @@ public sealed partial class DeviceMirror
                 return; // its pages stay device-exclusive until touched; a touch revokes them without waiting
             }
 
+            // Resident pages first, while their entries still name their slots; their restores below find nothing to copy.
+            WriteBackAllLocked(held);
             held.AddRange(_pageTable.ClearAllReturningAtomic());
         }
 

@@ -34,6 +34,7 @@ public sealed partial class DeviceMirror
         var cleared = t_clearedSlots ??= [];
         cleared.Clear();
         List<Hold>? holds = null;
+        List<int>? resident = null;
         lock (_lock)
         {
             if (_disposed)
@@ -49,6 +50,7 @@ public sealed partial class DeviceMirror
             if (holds is null)
             {
                 _pageTable.Clear(range.Start, range.End, cleared);
+                resident = TakeResidentLocked(cleared);
             }
         }
 
@@ -68,6 +70,7 @@ public sealed partial class DeviceMirror
                 }
 
                 _pageTable.Clear(range.Start, range.End, cleared);
+                resident = TakeResidentLocked(cleared);
             }
         }
 
@@ -77,6 +80,14 @@ public sealed partial class DeviceMirror
         }
 
         _device.Hazards.WaitFor(CollectionsMarshal.AsSpan(cleared));
+        if (resident is not null)
+        {
+            foreach (var slot in resident)
+            {
+                WriteBack(slot, range);
+            }
+        }
+
         DeviceLog.Invalidated(_logger, Space.Id, cleared.Count, range.Event, range.Start, range.End);
         if (cleared.Capacity > 1 << 16)
         {
@@ -92,6 +103,7 @@ public sealed partial class DeviceMirror
     {
         int slot;
         Hold hold;
+        var resident = -1;
         lock (_lock)
         {
             var page = range.Start >> PagePool.PageShift;
@@ -108,6 +120,7 @@ public sealed partial class DeviceMirror
                 }
 
                 hold = default;
+                resident = TakeResidentLocked(slot);
             }
         }
 
@@ -122,6 +135,8 @@ public sealed partial class DeviceMirror
                 {
                     return;
                 }
+
+                resident = TakeResidentLocked(slot);
             }
 
             if (range.Event == NotifierEvent.Clear && range.Owner is null && hold.Launch is { Running: true } launch)
@@ -133,6 +148,11 @@ public sealed partial class DeviceMirror
         }
 
         _device.Hazards.WaitFor(new Span<int>(ref slot));
+        if (resident >= 0)
+        {
+            WriteBack(resident, range);
+        }
+
         if (_hasLogger)
         {
             DeviceLog.Invalidated(_logger, Space.Id, 1, range.Event, range.Start, range.End);

@@ -113,14 +113,20 @@ public sealed partial class DeviceMirror
     private SortedSet<ulong>? NotAtomicPages(PreparedBatch batch)
     {
         SortedSet<ulong>? notAtomic = null;
+        var now = IsDeviceResident ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         lock (_lock)
         {
             ThrowIfDisposedLocked();
             for (var i = 0; i < batch.Slots.Length; i++)
             {
-                if (DevicePte.Permission(_pageTable.Entry(batch.Slots[i])) != DevicePte.Atomic)
+                var entry = _pageTable.Entry(batch.Slots[i]);
+                if (DevicePte.Permission(entry) != DevicePte.Atomic)
                 {
                     (notAtomic ??= []).Add(batch.Pages[i]);
+                }
+                else if (now != 0)
+                {
+                    TouchIfResident(entry, now);
                 }
             }
         }

@@ -36,9 +36,10 @@ public sealed partial class DeviceMirror : IDisposable
     private readonly DevicePageTable _pageTable;
     private bool _disposed;
 
-    internal DeviceMirror(ExclusiveDevice device, AddressSpace space, MemoryBuffer pool)
+    internal DeviceMirror(ExclusiveDevice device, AddressSpace space, MemoryBuffer pool, PagePlacement placement)
     {
         _device = device;
+        _placement = placement;
         _pool = pool;
         Space = space;
         _logger = EngineLoggers.Create<DeviceMirror>(device.LoggerFactory);
@@ -55,17 +56,31 @@ public sealed partial class DeviceMirror : IDisposable
 
     internal bool IsDisposed => Volatile.Read(ref _disposed);
 
-    /// <summary>Stops using the space: the notifier is removed and the device page table freed. Pages stay device-exclusive until the CPU touches them.</summary>
+    /// <summary>
+    /// Stops using the space: the notifier is removed and the device page table freed. Pages stay device-exclusive until
+    /// the CPU touches them (a device-resident page is written back to its frame first).
+    /// </summary>
     public void Dispose()
     {
-        lock (_lock)
+        // Quiesced first: no kernel may use a resident page while it is written back.
+        _device.Executor.Quiesce();
+        try
         {
-            if (_disposed)
+            lock (_lock)
             {
-                return;
-            }
+                if (_disposed)
+                {
+                    return;
+                }
 
-            _disposed = true;
+                // Under the lock that every revocation takes: none can restore a CPU PTE before its page is back.
+                WriteBackAllLocked();
+                _disposed = true;
+            }
+        }
+        finally
+        {
+            _device.Executor.Resume();
         }
 
         _registration.Dispose();
@@ -108,6 +123,7 @@ public sealed partial class DeviceMirror : IDisposable
             }
 
             _pageTable.AssertInvariants();
+            var resident = 0;
             foreach (var (page, slot) in _pageTable)
             {
                 var entry = _pageTable.Entry(slot);
@@ -116,13 +132,23 @@ public sealed partial class DeviceMirror : IDisposable
                     continue;
                 }
 
+                // A resident entry names its slot in device memory, which knows the frame the page came from.
+                var frame = DevicePte.IsResident(entry) ? _device.ResidentPages.FrameOf((int)DevicePte.Frame(entry)) : DevicePte.Frame(entry);
+                resident += DevicePte.IsResident(entry) ? 1 : 0;
                 var address = page << PagePool.PageShift;
                 var pte = Space.PeekPte(address);
-                if (!Pte.IsDeviceExclusive(pte) || Pte.Frame(pte) != DevicePte.Frame(entry))
+                if (!Pte.IsDeviceExclusive(pte) || Pte.Frame(pte) != frame)
                 {
-                    violations.Add($"device {_device.Name}: atomic device PTE at 0x{address:x} (frame {DevicePte.Frame(entry)}) but the CPU PTE is {Pte.Describe(pte)} (#3)");
+                    violations.Add($"device {_device.Name}: atomic device PTE at 0x{address:x} (frame {frame}) but the CPU PTE is {Pte.Describe(pte)} (#3)");
                 }
             }
+
+            if (resident != _residentSlots.Count)
+            {
+                violations.Add($"device {_device.Name}: {resident} resident device PTEs but {_residentSlots.Count} resident slots held (#3)");
+            }
+
+            CollectResidentViolationsLocked(violations);
         }
     }
 

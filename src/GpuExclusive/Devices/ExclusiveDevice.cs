@@ -50,6 +50,8 @@ public sealed class ExclusiveDevice : IDisposable
         Name = accelerator.Name;
         Binder = ZeroCopyBinder.For(accelerator, loggerFactory);
         QuantumTicks = (long)(settings.DeviceQuantumMicroseconds * (Stopwatch.Frequency / 1e6));
+        DefaultPlacement = settings.PagePlacement;
+        ResidentPages = new ResidentPageMemory(accelerator, settings.DeviceResidentPages);
         _launcher = new KernelLauncher(this, accelerator, kind, settings, OnFailed, FreeRetiredIfNoKernelRuns);
         DeviceLog.Opened(_logger, kind, Name, _launcher.Groups, _launcher.GroupSize, reason);
     }
@@ -78,6 +80,12 @@ public sealed class ExclusiveDevice : IDisposable
     internal long QuantumTicks { get; }
 
     internal ZeroCopyBinder Binder { get; }
+
+    /// <summary>The placement of mirrors created without one (<see cref="EngineSettings.PagePlacement"/>).</summary>
+    public PagePlacement DefaultPlacement { get; }
+
+    /// <summary>Device memory for the pages of device-resident mirrors (docs/architecture.md, "device-resident pages").</summary>
+    internal ResidentPageMemory ResidentPages { get; }
 
     internal ILoggerFactory LoggerFactory => _loggerFactory;
 
@@ -139,6 +147,11 @@ public sealed class ExclusiveDevice : IDisposable
         Check(settings.ResidentIdleMicroseconds, nameof(EngineSettings.ResidentIdleMicroseconds));
         Check(settings.DeviceTimeoutMilliseconds, nameof(EngineSettings.DeviceTimeoutMilliseconds));
         Check(settings.DeviceQuantumMicroseconds, nameof(EngineSettings.DeviceQuantumMicroseconds));
+        Check(settings.DeviceResidentPages, nameof(EngineSettings.DeviceResidentPages));
+        if (!Enum.IsDefined(settings.PagePlacement))
+        {
+            throw new ArgumentOutOfRangeException(nameof(settings), settings.PagePlacement, $"EngineSettings.PagePlacement must be InPlace or DeviceResident (got {(int)settings.PagePlacement})");
+        }
 
         static void Check(int value, string name)
         {
@@ -151,11 +164,28 @@ public sealed class ExclusiveDevice : IDisposable
         }
     }
 
-    /// <summary>Creates the mirror through which this device accesses <paramref name="space"/>.</summary>
+    /// <summary>
+    /// Creates the mirror through which this device accesses <paramref name="space"/>, placing the pages it holds
+    /// exclusively as <see cref="DefaultPlacement"/> says.
+    /// </summary>
     /// <exception cref="InvalidOperationException">This device already mirrors the space.</exception>
-    public DeviceMirror Mirror(AddressSpace space)
+    public DeviceMirror Mirror(AddressSpace space) => Mirror(space, DefaultPlacement);
+
+    /// <summary>
+    /// Creates the mirror through which this device accesses <paramref name="space"/>, working on the pages it holds
+    /// exclusively in host memory (<see cref="PagePlacement.InPlace"/>) or in its own memory
+    /// (<see cref="PagePlacement.DeviceResident"/>).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="placement"/> is not a placement.</exception>
+    /// <exception cref="InvalidOperationException">This device already mirrors the space.</exception>
+    public DeviceMirror Mirror(AddressSpace space, PagePlacement placement)
     {
         ArgumentNullException.ThrowIfNull(space);
+        if (!Enum.IsDefined(placement))
+        {
+            throw new ArgumentOutOfRangeException(nameof(placement), placement, $"placement {(int)placement} is not InPlace or DeviceResident");
+        }
+
         ObjectDisposedException.ThrowIf(_disposed, this);
         ObjectDisposedException.ThrowIf(space.IsDisposed, space);
         Executor.ThrowIfFailed();
@@ -167,7 +197,13 @@ public sealed class ExclusiveDevice : IDisposable
                 throw new InvalidOperationException("this device already has a mirror of that address space");
             }
 
-            var mirror = new DeviceMirror(this, space, PoolViewLocked(space.Pool));
+            if (placement == PagePlacement.DeviceResident)
+            {
+                // Before the mirror exists: its kernels' views of resident memory are fixed at their launch.
+                ResidentPages.EnsureAllocated();
+            }
+
+            var mirror = new DeviceMirror(this, space, PoolViewLocked(space.Pool), placement);
             _mirrors.Add(mirror);
             return mirror;
         }
@@ -246,6 +282,7 @@ public sealed class ExclusiveDevice : IDisposable
 
             // In this order: the accelerator (and the CUDA context) goes after the memory bound to it.
             _launcher.RetireMemory(Retire);
+            Retire(ResidentPages);
             Retire(new Teardown(_accelerator, _context));
         }
         finally

@@ -1,7 +1,7 @@
 using GpuExclusive.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
-using BatchKernel = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<GpuExclusive.Kernels.DeviceOp>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<long>, GpuExclusive.Kernels.SharedView<long>, ILGPU.ArrayView<int>, ILGPU.ArrayView<long>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>>;
+using BatchKernel = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<GpuExclusive.Kernels.DeviceOp>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<long>, GpuExclusive.Kernels.SharedView<long>, ILGPU.ArrayView<int>, ILGPU.ArrayView<long>, ILGPU.ArrayView<int>, ILGPU.ArrayView<long>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>, GpuExclusive.Kernels.SharedView<int>>;
 
 namespace GpuExclusive.Devices;
 
@@ -173,7 +173,7 @@ internal sealed class KernelLauncher
 
         try
         {
-            kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.Shared(count), batch.OldValues.Shared(count), table, bytes.Cast<int>(), bytes.Cast<long>(), _control.Shared(), batch.Faults.Shared(), Hazards.Shared, _progress.Shared());
+            kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.Shared(count), batch.OldValues.Shared(count), table, bytes.Cast<int>(), bytes.Cast<long>(), _device.ResidentPages.View.Cast<int>(), _device.ResidentPages.View, _control.Shared(), batch.Faults.Shared(), Hazards.Shared, _progress.Shared());
             _accelerator.Synchronize();
         }
         finally
@@ -235,7 +235,7 @@ internal sealed class KernelLauncher
                 // The table and pool are launch arguments: a table swap quiesces, which ends this launch.
                 var bytes = mirror.PoolBuffer.AsRawArrayView();
                 Hazards.LaunchBegins();
-                _serve(_residentGrid, staging.Ops.View, staging.States.Shared(), staging.OldValues.Shared(), mirror.TableShared, bytes.Cast<int>(), bytes.Cast<long>(), _control.Shared(), staging.Faults.Shared(), Hazards.Shared, _progress.Shared());
+                _serve(_residentGrid, staging.Ops.View, staging.States.Shared(), staging.OldValues.Shared(), mirror.TableShared, bytes.Cast<int>(), bytes.Cast<long>(), _device.ResidentPages.View.Cast<int>(), _device.ResidentPages.View, _control.Shared(), staging.Faults.Shared(), Hazards.Shared, _progress.Shared());
                 _accelerator.Synchronize();
                 Hazards.LaunchEnded();
             },
@@ -338,7 +338,7 @@ internal sealed class KernelLauncher
 
     private static BatchKernel LoadBatchKernel(
         Accelerator accelerator,
-        Action<ArrayView<DeviceOp>, SharedView<int>, SharedView<long>, SharedView<long>, ArrayView<int>, ArrayView<long>, SharedView<int>, SharedView<int>, SharedView<int>, SharedView<int>> kernel) =>
+        Action<ArrayView<DeviceOp>, SharedView<int>, SharedView<long>, SharedView<long>, ArrayView<int>, ArrayView<long>, ArrayView<int>, ArrayView<long>, SharedView<int>, SharedView<int>, SharedView<int>, SharedView<int>> kernel) =>
         accelerator.LoadStreamKernel(kernel);
 
     /// <summary>Raises or clears the stop bit of the stop word, leaving the test stall bit alone.</summary>

@@ -22,5 +22,9 @@ internal static class EngineMetrics
     internal static readonly Counter<long> Revocations = Meter.CreateCounter<long>("gpux.exclusive.revocations", "{page}", "Device-exclusive entries restored by a CPU access or fork");
     internal static readonly Counter<long> DeviceFaults = Meter.CreateCounter<long>("gpux.device.faults", "{page}", "Device faults serviced (pages an atomic batch lacked permission for)");
     internal static readonly Counter<long> Replays = Meter.CreateCounter<long>("gpux.device.replays", "{launch}", "Kernel relaunches to replay pending ops");
+    internal static readonly Counter<long> ResidentCopiesIn = Meter.CreateCounter<long>("gpux.resident.copies_in", "{page}", "Pages a grant copied into device memory (device-resident placement)");
+    internal static readonly Counter<long> ResidentWriteBacks = Meter.CreateCounter<long>("gpux.resident.write_backs", "{page}", "Resident pages a revocation copied back to their frames");
+    internal static readonly Counter<long> ResidentDrops = Meter.CreateCounter<long>("gpux.resident.drops", "{page}", "Resident pages freed without a copy back (unmap, discard, teardown)");
+    internal static readonly Counter<long> ResidentEvictions = Meter.CreateCounter<long>("gpux.resident.evictions", "{page}", "Resident pages handed back to the CPU to make room in device memory");
     internal static readonly Counter<long> Forks = Meter.CreateCounter<long>("gpux.forks", "{fork}", "Address spaces forked");
 }

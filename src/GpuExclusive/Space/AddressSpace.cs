@@ -137,7 +137,7 @@ public sealed partial class AddressSpace : IDisposable
                 return;
             }
 
-            using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Unmap)))
+            using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Unmap) { DropsContents = true }))
             {
                 _areas.SplitAt(address);
                 _areas.SplitAt(end);
@@ -177,7 +177,7 @@ public sealed partial class AddressSpace : IDisposable
                 throw new InvalidOperationException($"cannot discard [0x{address:x}, 0x{end:x}): the area {locked} is mlocked");
             }
 
-            using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Clear)))
+            using (_notifiers.Start(new NotifierRange(address, end, NotifierEvent.Clear) { DropsContents = true }))
             {
                 ZapRangeLocked(address, end);
             }
@@ -285,7 +285,7 @@ public sealed partial class AddressSpace : IDisposable
             }
 
             var released = 0;
-            using (_notifiers.Start(new NotifierRange(0, PageTable.AddressLimit, NotifierEvent.Release)))
+            using (_notifiers.Start(new NotifierRange(0, PageTable.AddressLimit, NotifierEvent.Release) { DropsContents = true }))
             {
                 foreach (var area in _areas.Areas)
                 {

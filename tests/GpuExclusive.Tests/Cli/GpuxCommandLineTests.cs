@@ -32,7 +32,7 @@ public sealed class GpuxCommandLineTests : IDisposable
     {
         GpuxResult result = GpuxRunner.Run("stress", "--help");
 
-        foreach (string option in (string[])["--seconds", "--ops", "--seed", "--pages", "--cpu-threads", "--devices", "--inject", "--watchdog-seconds", "--json", "--config", "--log-level", "--accelerator", "--pool-pages"])
+        foreach (string option in (string[])["--seconds", "--ops", "--seed", "--pages", "--cpu-threads", "--devices", "--inject", "--watchdog-seconds", "--json", "--config", "--log-level", "--accelerator", "--pool-pages", "--placement"])
             Assert.Contains(option, result.Stdout, StringComparison.Ordinal);
         Assert.Contains("timing", result.Stdout, StringComparison.Ordinal); // what a seed does not replay
         Assert.Contains("3 watchdog", result.Stdout, StringComparison.Ordinal);
@@ -52,6 +52,7 @@ public sealed class GpuxCommandLineTests : IDisposable
     [InlineData("--accelerator must be one of auto, cpu, cuda, opencl (got 'tpu')", "stress", "--accelerator", "tpu")]
     [InlineData("--accelerator must be one of", "info", "--accelerator", "2")]
     [InlineData("--log-level must be one of", "stress", "--log-level", "loud")]
+    [InlineData("--placement must be one of InPlace, DeviceResident (got 'gpu')", "stress", "--placement", "gpu")]
     [InlineData("--pool-pages must be between 1 and 2147483647", "info", "--pool-pages", "0")]
     [InlineData("is too small for --pages 1000", "stress", "--pages", "1000", "--pool-pages", "100")]
     [InlineData("Required command was not provided")]

@@ -38,6 +38,7 @@ public sealed class GpuxEveryFlagTests : IDisposable
         ["--config"] = StringKind.InputFile,
         ["--log-level"] = StringKind.Name,
         ["--accelerator"] = StringKind.Name,
+        ["--placement"] = StringKind.Name,
         ["--json"] = StringKind.OutputFile,
         ["--plot"] = StringKind.OutputFolder,
         ["--filter"] = StringKind.Filter,

@@ -23,6 +23,8 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         Assert.Equal(1024, settings.ResidentBatchOps);
         Assert.Equal(500, settings.ResidentIdleMicroseconds);
         Assert.Equal(10_000, settings.DeviceTimeoutMilliseconds);
+        Assert.Equal(PagePlacement.InPlace, settings.PagePlacement);
+        Assert.Equal(16384, settings.DeviceResidentPages);
         Assert.Equal(LogLevel.Warning, settings.DefaultLogLevel);
         Assert.Empty(settings.CategoryLogLevels);
         Assert.All(settings.Values, v => Assert.Equal(SettingSource.Default, v.Source));
@@ -42,7 +44,14 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         Assert.Equal(defaults.KernelGroupSize, fromFile.KernelGroupSize);
         Assert.Equal(defaults.KernelGroups, fromFile.KernelGroups);
         Assert.Equal(defaults.StopPollIntervalMicroseconds, fromFile.StopPollIntervalMicroseconds);
+        Assert.Equal(defaults.ResidentBatchOps, fromFile.ResidentBatchOps);
+        Assert.Equal(defaults.ResidentIdleMicroseconds, fromFile.ResidentIdleMicroseconds);
+        Assert.Equal(defaults.DeviceTimeoutMilliseconds, fromFile.DeviceTimeoutMilliseconds);
+        Assert.Equal(defaults.DeviceQuantumMicroseconds, fromFile.DeviceQuantumMicroseconds);
+        Assert.Equal(defaults.PagePlacement, fromFile.PagePlacement);
+        Assert.Equal(defaults.DeviceResidentPages, fromFile.DeviceResidentPages);
         Assert.Equal(defaults.DefaultLogLevel, fromFile.DefaultLogLevel);
+        Assert.All(fromFile.Values, v => Assert.NotEqual(SettingSource.Default, v.Source)); // the file names every key
     }
 
     [Fact]
@@ -66,6 +75,19 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         SettingValue pool = Assert.Single(settings.Values, v => v.Key == "Engine:PoolPages");
         Assert.Equal(new SettingValue("Engine:PoolPages", "128", SettingSource.File, file), pool);
         Assert.Equal(SettingSource.Default, Assert.Single(settings.Values, v => v.Key == "Engine:KernelGroupSize").Source);
+    }
+
+    [Fact]
+    public void PagePlacement_AndTheResidentBudget_ComeFromTheFile_AndTheEnvironment()
+    {
+        string file = _temp.Write("""{ "Engine": { "PagePlacement": "deviceresident", "DeviceResidentPages": 64 } }""");
+        var environment = new Hashtable { ["GPUX_ENGINE__DEVICERESIDENTPAGES"] = "128" };
+
+        EngineSettings settings = EngineSettingsLoader.Load(file, null, environment);
+
+        Assert.Equal(PagePlacement.DeviceResident, settings.PagePlacement);
+        Assert.Equal(128, settings.DeviceResidentPages);
+        Assert.Equal(SettingSource.Environment, Assert.Single(settings.Values, v => v.Key == "Engine:DeviceResidentPages").Source);
     }
 
     [Fact]
@@ -158,6 +180,10 @@ public sealed class EngineSettingsLoaderTests : IDisposable
         { """{ "Engine": { "ResidentIdleMicroseconds": "soon" } }""", "Engine:ResidentIdleMicroseconds", "not a whole number" },
         { """{ "Engine": { "DeviceTimeoutMilliseconds": 0 } }""", "Engine:DeviceTimeoutMilliseconds", "out of range" },
         { """{ "Engine": { "DeviceTimeoutMilliseconds": 3600001 } }""", "Engine:DeviceTimeoutMilliseconds", "out of range" },
+        { """{ "Engine": { "DeviceResidentPages": 0 } }""", "Engine:DeviceResidentPages", "out of range (1..16777216)" },
+        { """{ "Engine": { "DeviceResidentPages": 16777217 } }""", "Engine:DeviceResidentPages", "out of range" },
+        { """{ "Engine": { "PagePlacement": "Resident" } }""", "Engine:PagePlacement", "not one of InPlace, DeviceResident" },
+        { """{ "Engine": { "PagePlacement": "1" } }""", "Engine:PagePlacement", "not one of" },
 
         // Arrays and objects where a value or a section is expected, and null values.
         { """{ "Engine": { "PoolPages": [ 5 ] } }""", "Engine:PoolPages", "must be a single value" },

@@ -30,7 +30,7 @@ public abstract partial class DeviceExclusiveContract
     {
         const int Ops = 2_000_000;
         var device = OpenFailingDevice(residentBatchOps: 0);
-        var mirror = Own(device.Mirror(Space));
+        var mirror = Own(MirrorOn(device, Space));
         var page = Space.Map(Page, Protection.ReadWrite);
         var ops = Enumerable.Repeat(new AtomicOp(page, AtomicKind.Add, 1), Ops).ToArray();
         long applied = 0;
@@ -98,7 +98,7 @@ public abstract partial class DeviceExclusiveContract
         var ops = (int)Math.Clamp(5 * timeout.Ticks / Math.Max(1, perOp.Ticks), 400_000, 8_000_000);
 
         var device = Own(ExclusiveDevice.Open(new EngineSettings { Accelerator = Fixture.Kind, DeviceTimeoutMilliseconds = (int)timeout.TotalMilliseconds, ResidentBatchOps = 0 }));
-        var mirror = Own(device.Mirror(Space));
+        var mirror = Own(MirrorOn(device, Space));
         clock.Restart();
         var result = Bounded("a long batch", () => mirror.Run(Enumerable.Repeat(new AtomicOp(page, AtomicKind.Add, 1), ops).ToArray()));
         clock.Stop();
@@ -119,8 +119,8 @@ public abstract partial class DeviceExclusiveContract
             var space = new AddressSpace(pool);
             var first = Fixture.Open();
             var second = Fixture.Open();
-            var firstMirror = first.Mirror(space);
-            var secondMirror = second.Mirror(space);
+            var firstMirror = MirrorOn(first, space);
+            var secondMirror = MirrorOn(second, space);
             var page = space.Map(Page, Protection.ReadWrite);
 
             Assert.Equal(1, firstMirror.Run([new AtomicOp(page, AtomicKind.Add, 1)]).Completed);
@@ -149,7 +149,7 @@ public abstract partial class DeviceExclusiveContract
         const int Pages = 4;
         const int Adds = 500;
         var device = OpenFailingDevice(residentBatchOps);
-        var mirror = Own(device.Mirror(Space));
+        var mirror = Own(MirrorOn(device, Space));
         var buffer = Space.Map(Pages * Page, Protection.ReadWrite);
         Assert.Equal(Pages, mirror.MakeExclusive(buffer, Pages * Page));
         var ops = Enumerable.Range(0, Adds).Select(i => new AtomicOp(buffer + ((ulong)(i % Pages) * Page), AtomicKind.Add, 1)).ToArray();
@@ -182,7 +182,7 @@ public abstract partial class DeviceExclusiveContract
             Assert.Throws<DeviceFailedException>(() => mirror.Prepare(ops));
             using (var other = new AddressSpace(Pool))
             {
-                Assert.Throws<DeviceFailedException>(() => device.Mirror(other));
+                Assert.Throws<DeviceFailedException>(() => MirrorOn(device, other));
             }
 
             // The CPU and the other device are unaffected.

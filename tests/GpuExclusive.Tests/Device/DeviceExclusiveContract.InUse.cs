@@ -48,7 +48,7 @@ public abstract partial class DeviceExclusiveContract
         const int Ops = 65_536;
         const int Batches = 16;
         var device = Own(ExclusiveDevice.Open(new EngineSettings { Accelerator = Fixture.Kind, ResidentBatchOps = Ops }));
-        var mirror = Own(device.Mirror(Space));
+        var mirror = Own(MirrorOn(device, Space));
         var page = Space.Map(Page, Protection.ReadWrite);
         var ops = Enumerable.Repeat(new AtomicOp(page, AtomicKind.Add, 1), Ops).ToArray();
         var residentLaunches = device.Executor.ResidentLaunches;

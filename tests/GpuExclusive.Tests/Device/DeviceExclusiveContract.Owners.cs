@@ -32,7 +32,7 @@ public abstract partial class DeviceExclusiveContract
     public void MakeExclusive_BySecondDevice_RevokesTheFirst_AndTheFirstFaultsItBack()
     {
         var buffer = Space.Map(Page, Protection.ReadWrite);
-        var second = Own(Fixture.SecondDevice.Mirror(Space));
+        var second = Own(MirrorOn(Fixture.SecondDevice, Space));
         Assert.Equal(1, Mirror.MakeExclusive(buffer, Page));
 
         Assert.Equal(1, second.MakeExclusive(buffer, Page));
@@ -58,7 +58,7 @@ public abstract partial class DeviceExclusiveContract
         const int Rounds = 40;
         const int OpsPerBatch = 64;
         var buffer = Space.Map(Page, Protection.ReadWrite);
-        var mirrors = new[] { Mirror, Own(Fixture.SecondDevice.Mirror(Space)) };
+        var mirrors = new[] { Mirror, Own(MirrorOn(Fixture.SecondDevice, Space)) };
         var turns = new[] { new SemaphoreSlim(1), new SemaphoreSlim(0) };
         var faultedBatches = new int[2];
 

@@ -243,7 +243,7 @@ public abstract partial class DeviceExclusiveContract
     {
         var device = ExclusiveDevice.Open(Fixture.Kind);
         var space = Own(new AddressSpace(Pool));
-        var mirror = device.Mirror(space);
+        var mirror = MirrorOn(device, space);
         var counter = space.Map(Page, Protection.ReadWrite);
         var batch = mirror.Prepare([new AtomicOp(counter, AtomicKind.Add, 1)]);
         Assert.Equal(1, mirror.Run(batch).Completed);

@@ -14,7 +14,7 @@ public abstract partial class DeviceExclusiveContract
         const int Batches = 60;
         // A long idle time, so that a loaded machine stalling this thread cannot make the kernel leave between batches.
         using var device = ExclusiveDevice.Open(new EngineSettings { Accelerator = Fixture.Kind, ResidentIdleMicroseconds = 10_000_000 });
-        using var mirror = device.Mirror(Own(new AddressSpace(Pool)));
+        using var mirror = MirrorOn(device, Own(new AddressSpace(Pool)));
         var counter = mirror.Space.Map(Page, Protection.ReadWrite);
         Assert.Equal(1, mirror.MakeExclusive(counter, Page));
         var launches = device.Executor.Launches;
@@ -120,7 +120,7 @@ public abstract partial class DeviceExclusiveContract
         const int Rounds = 40;
         var otherPool = Own(new PagePool(16, lockMemory: false));
         var otherSpace = Own(new AddressSpace(otherPool));
-        var otherMirror = Own(Device.Mirror(otherSpace));
+        var otherMirror = Own(MirrorOn(Device, otherSpace));
         var mine = Space.Map(Page, Protection.ReadWrite);
         var theirs = otherSpace.Map(Page, Protection.ReadWrite);
 
@@ -167,7 +167,7 @@ public abstract partial class DeviceExclusiveContract
         var device = Fixture.Open();
         var pool = Own(new PagePool(8, lockMemory: false));
         var space = Own(new AddressSpace(pool));
-        var mirror = device.Mirror(space);
+        var mirror = MirrorOn(device, space);
         var counter = space.Map(Page, Protection.ReadWrite);
         var applied = 0;
 

@@ -198,7 +198,7 @@ public abstract partial class DeviceExclusiveContract
         const int Batches = 25;
         const int OpsPerBatch = 512;
         var buffer = Space.Map(Page, Protection.ReadWrite);
-        var mirrors = new[] { Mirror, Own(Fixture.SecondDevice.Mirror(Space)) };
+        var mirrors = new[] { Mirror, Own(MirrorOn(Fixture.SecondDevice, Space)) };
         using var start = new Barrier(2);
 
         var players = Enumerable.Range(0, 2).Select(me => Start(() =>
@@ -261,7 +261,7 @@ public abstract partial class DeviceExclusiveContract
     {
         const int Ops = 200_000;
         var device = Own(Fixture.Open());
-        var mirror = Own(device.Mirror(Space));
+        var mirror = Own(MirrorOn(device, Space));
         var buffer = Space.Map(4 * Page, Protection.ReadWrite);
         Assert.Equal(4, mirror.MakeExclusive(buffer, 4 * Page));
         var ops = Enumerable.Range(0, Ops).Select(i => new AtomicOp(buffer + ((ulong)(i % 4) * Page), AtomicKind.Add, 1)).ToArray();

@@ -4,7 +4,8 @@ using GpuExclusive.Diagnostics;
 namespace GpuExclusive.Tests.Device;
 
 /// <summary>
-/// The device-exclusive contract (docs/architecture.md; issue 3), written once and run by one sealed subclass per backend.
+/// The device-exclusive contract (docs/architecture.md; issue 3), written once and run by one sealed subclass per backend
+/// and page placement: every case holds whether the device works on its pages in place or in its own memory.
 /// </summary>
 /// <remarks>
 /// Each test builds its own pool and address space, mirrors it on the shared device, and ends with
@@ -27,13 +28,20 @@ public abstract partial class DeviceExclusiveContract : IDisposable
     private readonly List<IDisposable> _owned = [];
     private bool _tornDown;
 
-    protected DeviceExclusiveContract(DeviceFixture fixture)
+    protected DeviceExclusiveContract(DeviceFixture fixture, PagePlacement placement = PagePlacement.InPlace)
     {
         _fixture = fixture;
+        Placement = placement;
         Pool = new PagePool(4 * SelftestPages);
         Space = new AddressSpace(Pool);
-        Mirror = Device.Mirror(Space);
+        Mirror = MirrorOn(Device, Space);
     }
+
+    /// <summary>Where this class's mirrors place the pages their device holds.</summary>
+    protected PagePlacement Placement { get; }
+
+    /// <summary>A mirror of <paramref name="space"/> on <paramref name="device"/> with this class's <see cref="Placement"/>.</summary>
+    protected DeviceMirror MirrorOn(ExclusiveDevice device, AddressSpace space) => device.Mirror(space, Placement);
 
     /// <summary>The class's shared device.</summary>
     protected ExclusiveDevice Device => _fixture.Device;
@@ -62,7 +70,7 @@ public abstract partial class DeviceExclusiveContract : IDisposable
     [DeviceFact]
     public void Mirror_SecondOfTheSameSpace_ThrowsInvalidOperation()
     {
-        Assert.Throws<InvalidOperationException>(() => Device.Mirror(Space));
+        Assert.Throws<InvalidOperationException>(() => MirrorOn(Device, Space));
 
         AssertCleanTeardown();
     }

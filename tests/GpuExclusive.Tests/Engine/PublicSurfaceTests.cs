@@ -7,7 +7,8 @@ public sealed class PublicSurfaceTests
     /// The public contract, plus the notifier types <c>RegisterNotifier</c>/<c>InsertIntervalNotifier</c> take, plus deliberate
     /// additions (the contract: add to it, don't rename it): the invariant checker embedders and <c>gpux stress</c> run,
     /// the settings embedders load from <c>runtimesettings.json</c> (the README's configuration section), and the prepared batches of
-    /// <c>DeviceMirror.Prepare</c> (issue 5), and the failure of a device that stops answering (issue 13).
+    /// <c>DeviceMirror.Prepare</c> (issue 5), and the failure of a device that stops answering (issue 13),
+    /// and device-resident pages (issue 16).
     /// A new public type belongs in this list only on purpose.
     /// </summary>
     private static readonly HashSet<string> Contract =
@@ -21,6 +22,7 @@ public sealed class PublicSurfaceTests
         "GpuExclusive.EngineSettings", "GpuExclusive.EngineSettingsLoader", "GpuExclusive.SettingSource",
         "GpuExclusive.SettingValue", "GpuExclusive.ConfigurationException",
         "GpuExclusive.PreparedBatch", "GpuExclusive.DeviceFailedException",
+        "GpuExclusive.PagePlacement",
     ];
 
     [Fact]

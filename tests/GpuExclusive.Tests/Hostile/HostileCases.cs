@@ -57,6 +57,8 @@ internal static class HostileCases
         ["ExclusiveDevice.Kind"] = "a field read; takes nothing and is defined after Dispose too",
         ["ExclusiveDevice.Name"] = "a field read; takes nothing and is defined after Dispose too",
         ["ExclusiveDevice.GridThreads"] = "a field read; takes nothing and is defined after Dispose too",
+        ["ExclusiveDevice.DefaultPlacement"] = "a field read; takes nothing and is defined after Dispose too",
+        ["DeviceMirror.Placement"] = "a field read; takes nothing and is defined after Dispose too",
         ["ExclusiveDevice.Dispose()"] = "takes nothing and is idempotent; the fixture disposes a device twice (HostileSweepFixture)",
         ["new NotifierRange(Start, End, Event, Owner)"] = "a plain value the engine hands to notifiers; it is never taken from users as a command",
         ["NotifierRange.Overlaps(start, end)"] = "a pure comparison, defined for every pair of addresses; no state to corrupt",
@@ -438,6 +440,15 @@ internal static class HostileCases
         t.Throws<ObjectDisposedException>(Mirror, "a disposed space", w => w.Mirror.Device.Mirror(w.DisposedSpace), "AddressSpace");
         t.Throws<InvalidOperationException>(Mirror, "a space the device already mirrors", w => w.Mirror.Device.Mirror(w.Space), "already has a mirror");
         t.Throws<ObjectDisposedException>(Mirror, "on a disposed device", w => w.Fixture.DisposedDevice.Mirror(w.Child), "ExclusiveDevice");
+
+        const string MirrorPlaced = "ExclusiveDevice.Mirror(space, placement)";
+        t.Throws<ArgumentNullException>(MirrorPlaced, "null space", w => w.Mirror.Device.Mirror(null!, PagePlacement.DeviceResident), P("space"));
+        t.Throws<ArgumentOutOfRangeException>(MirrorPlaced, "placement 7", w => w.Mirror.Device.Mirror(w.Child, (PagePlacement)7), P("placement"), "7");
+        t.Throws<ObjectDisposedException>(MirrorPlaced, "a disposed space", w => w.Mirror.Device.Mirror(w.DisposedSpace, PagePlacement.DeviceResident), "AddressSpace");
+        t.Throws<InvalidOperationException>(MirrorPlaced, "a space the device already mirrors", w => w.Mirror.Device.Mirror(w.Space, PagePlacement.DeviceResident), "already has a mirror");
+        t.Throws<ObjectDisposedException>(MirrorPlaced, "on a disposed device", w => w.Fixture.DisposedDevice.Mirror(w.Child, PagePlacement.DeviceResident), "ExclusiveDevice");
+        t.Throws<ArgumentOutOfRangeException>(OpenSettings, "DeviceResidentPages 0", _ => ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, DeviceResidentPages = 0 }).Dispose(), "DeviceResidentPages", "0");
+        t.Throws<ArgumentOutOfRangeException>(OpenSettings, "PagePlacement 9", _ => ExclusiveDevice.Open(new EngineSettings { Accelerator = AcceleratorKind.Cpu, PagePlacement = (PagePlacement)9 }).Dispose(), "PagePlacement", "9");
     }
 
     /// <summary>A value two pages long: no single access of it can stay inside a page.</summary>
