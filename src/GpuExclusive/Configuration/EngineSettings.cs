@@ -106,6 +106,14 @@ public sealed class EngineSettings
     /// </summary>
     public int DeviceResidentPages { get; init; } = DefaultDeviceResidentPages;
 
+    /// <summary>
+    /// Whether a launched batch's ops and old values live in the device's own memory — copied in before the launch and
+    /// out after it — rather than in host-mapped memory the kernel reads across PCIe op by op (docs/architecture.md,
+    /// "batch bookkeeping in device memory"). Null, the default, chooses by accelerator: on for a GPU, off for the CPU
+    /// accelerator, where "device memory" is host memory too and the copy is pure cost. Tests force it on there.
+    /// </summary>
+    internal bool? BookkeepingInDeviceMemory { get; init; }
+
     /// <summary>Minimum log level for every category without its own entry (key <c>Logging:LogLevel:Default</c>).</summary>
     public LogLevel DefaultLogLevel { get; init; } = LogLevel.Warning;
 

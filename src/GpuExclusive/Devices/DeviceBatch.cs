@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using GpuExclusive.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
 
 namespace GpuExclusive.Devices;
 
@@ -92,8 +94,36 @@ internal sealed class DeviceBatch : IDisposable
     /// <summary>Device faults the last launch recorded.</summary>
     internal int FaultCount { get; set; }
 
+    /// <summary>
+    /// The ops in the device's own memory, for launches that keep the bookkeeping there (null until the first such
+    /// launch; see <see cref="EngineSettings.BookkeepingInDeviceMemory"/>).
+    /// </summary>
+    internal MemoryBuffer1D<DeviceOp, Stride1D.Dense>? DeviceOps { get; private set; }
+
+    /// <summary>The old values in the device's own memory, written by the kernel and copied out after each launch.</summary>
+    internal MemoryBuffer1D<long, Stride1D.Dense>? DeviceOldValues { get; private set; }
+
+    /// <summary>
+    /// True when <see cref="Ops"/> changed since they were last copied to <see cref="DeviceOps"/>: set by every fill,
+    /// so a prepared batch, filled once, copies its ops once.
+    /// </summary>
+    internal bool DeviceOpsStale { get; set; } = true;
+
+    /// <summary>Allocates <see cref="DeviceOps"/> and <see cref="DeviceOldValues"/> on <paramref name="accelerator"/>, if not yet.</summary>
+    internal void EnsureDeviceBookkeeping(Accelerator accelerator)
+    {
+        if (DeviceOps is null)
+        {
+            DeviceOps = accelerator.Allocate1D<DeviceOp>(Capacity);
+            DeviceOldValues = accelerator.Allocate1D<long>(Capacity);
+            DeviceOpsStale = true;
+        }
+    }
+
     public void Dispose()
     {
+        DeviceOps?.Dispose();
+        DeviceOldValues?.Dispose();
         Ops?.Dispose();
         States?.Dispose();
         OldValues?.Dispose();

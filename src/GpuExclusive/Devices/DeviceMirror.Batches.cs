@@ -190,6 +190,7 @@ public sealed partial class DeviceMirror
         // translation of a whole large batch.
         const int Chunk = 4096;
         SortedSet<ulong>? notAtomic = null;
+        batch.DeviceOpsStale = true;
         for (var start = 0; start < ops.Length; start += Chunk)
         {
             FillChunk(batch, ops, start, Math.Min(ops.Length, start + Chunk), ref notAtomic);

@@ -81,6 +81,9 @@ public sealed class ExclusiveDevice : IDisposable
 
     internal ZeroCopyBinder Binder { get; }
 
+    /// <summary>The ILGPU accelerator (for the memory and baselines of this device; kernels run through <see cref="Executor"/>).</summary>
+    internal Accelerator Accelerator => _accelerator;
+
     /// <summary>The placement of mirrors created without one (<see cref="EngineSettings.PagePlacement"/>).</summary>
     public PagePlacement DefaultPlacement { get; }
 

@@ -21,6 +21,9 @@ internal sealed class KernelLauncher
     private readonly ExclusiveDevice _device;
     private readonly Accelerator _accelerator;
     private readonly bool _onCpu;
+
+    // Whether one-shot launches keep ops and old values in the device's own memory (EngineSettings.BookkeepingInDeviceMemory).
+    private readonly bool _bookkeepingInDeviceMemory;
     private readonly BatchKernel _kernel;
     private readonly BatchKernel _serve;
     private BatchKernel? _rawKernel;
@@ -51,6 +54,7 @@ internal sealed class KernelLauncher
         _device = device;
         _accelerator = accelerator;
         _onCpu = kind == AcceleratorKind.Cpu;
+        _bookkeepingInDeviceMemory = settings.BookkeepingInDeviceMemory ?? !_onCpu;
         _control = device.AllocateShared<int>(ControlBlock.Length);
         Executor = new DeviceExecutor(
             device.Name,
@@ -173,8 +177,15 @@ internal sealed class KernelLauncher
 
         try
         {
-            kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.Shared(count), batch.OldValues.Shared(count), table, bytes.Cast<int>(), bytes.Cast<long>(), _device.ResidentPages.View.Cast<int>(), _device.ResidentPages.View, _control.Shared(), batch.Faults.Shared(), Hazards.Shared, _progress.Shared());
-            _accelerator.Synchronize();
+            if (_bookkeepingInDeviceMemory)
+            {
+                LaunchWithBookkeepingInDeviceMemory(kernel, batch, table, bytes);
+            }
+            else
+            {
+                kernel(_grid, batch.Ops.View.SubView(0, count), batch.States.Shared(count), batch.OldValues.Shared(count), table, bytes.Cast<int>(), bytes.Cast<long>(), _device.ResidentPages.View.Cast<int>(), _device.ResidentPages.View, _control.Shared(), batch.Faults.Shared(), Hazards.Shared, _progress.Shared());
+                _accelerator.Synchronize();
+            }
         }
         finally
         {
@@ -185,6 +196,36 @@ internal sealed class KernelLauncher
         }
 
         Hazards.LaunchEnded();
+    }
+
+    /// <summary>
+    /// <see cref="LaunchOnce"/> with the batch's ops and old values in the device's own memory (docs/architecture.md,
+    /// "batch bookkeeping in device memory"): the ops are copied in when they changed, the kernel reads them and writes
+    /// the old values at device-memory speed, and the old values are copied out once it returns. States stay in
+    /// host-mapped memory: the host refuses ops and watches the op a grant serves through them while the kernel runs.
+    /// </summary>
+    private void LaunchWithBookkeepingInDeviceMemory(BatchKernel kernel, DeviceBatch batch, SharedView<long> table, ArrayView<byte> bytes)
+    {
+        var count = batch.Count;
+        batch.EnsureDeviceBookkeeping(_accelerator);
+        var ops = batch.DeviceOps!.View.SubView(0, count);
+        var oldValues = batch.DeviceOldValues!;
+        if (batch.DeviceOpsStale)
+        {
+            // On the stream the kernel runs on: the copy is done before the kernel starts.
+            ReadOnlySpan<DeviceOp> source = batch.Ops.AsSpan(count);
+            ops.CopyFromCPU(_accelerator.DefaultStream, in source);
+            batch.DeviceOpsStale = false;
+        }
+
+        var deviceOldValues = new SharedView<long> { View = oldValues.View.SubView(0, count), DeviceAddress = oldValues.NativePtr.ToInt64() };
+        kernel(_grid, ops, batch.States.Shared(count), deviceOldValues, table, bytes.Cast<int>(), bytes.Cast<long>(), _device.ResidentPages.View.Cast<int>(), _device.ResidentPages.View, _control.Shared(), batch.Faults.Shared(), Hazards.Shared, _progress.Shared());
+        _accelerator.Synchronize();
+
+        // Every launch of the batch: ops applied by earlier launches keep their old values there, since a replay skips them.
+        var destination = batch.OldValues.AsSpan(count);
+        oldValues.View.SubView(0, count).CopyToCPU(_accelerator.DefaultStream, in destination);
+        _accelerator.DefaultStream.Synchronize();
     }
 
     /// <summary>Empties the fault count, the left-pending flag and (where its last launch recorded faults) the fault ring.</summary>

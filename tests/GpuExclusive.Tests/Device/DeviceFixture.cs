@@ -27,8 +27,11 @@ public abstract class DeviceFixture : IDisposable
     /// <summary>A second device of the same backend, for the two-owner tests.</summary>
     public ExclusiveDevice SecondDevice => _second.Value;
 
+    /// <summary>The settings this fixture opens its devices with.</summary>
+    public virtual EngineSettings Settings => new() { Accelerator = Kind };
+
     /// <summary>A fresh device the caller owns (for tests that dispose it).</summary>
-    public ExclusiveDevice Open() => ExclusiveDevice.Open(Kind);
+    public ExclusiveDevice Open() => ExclusiveDevice.Open(Settings);
 
     public void Dispose()
     {
@@ -50,6 +53,17 @@ public abstract class DeviceFixture : IDisposable
 public sealed class CpuAcceleratorFixture : DeviceFixture
 {
     public override AcceleratorKind Kind => AcceleratorKind.Cpu;
+}
+
+/// <summary>
+/// ILGPU's CPU accelerator with launched batches' ops and old values in accelerator memory, as a GPU keeps them
+/// (docs/architecture.md, "batch bookkeeping in device memory"): the copies in and out run in CI too.
+/// </summary>
+public sealed class CpuAcceleratorDeviceBookkeepingFixture : DeviceFixture
+{
+    public override AcceleratorKind Kind => AcceleratorKind.Cpu;
+
+    public override EngineSettings Settings => new() { Accelerator = Kind, BookkeepingInDeviceMemory = true };
 }
 
 /// <summary>The first CUDA GPU.</summary>

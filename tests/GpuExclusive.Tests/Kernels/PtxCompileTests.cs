@@ -16,7 +16,7 @@ namespace GpuExclusive.Tests.Kernels;
 public sealed class PtxCompileTests
 {
     private static readonly string[] Shared = ["states", "oldValues", "table", "control", "faults", "hazards", "progress"];
-    private static readonly string[] DataPages = ["memory32", "memory64"];
+    private static readonly string[] DataPages = ["memory32", "memory64", "resident32", "resident64"];
 
     private static readonly Dictionary<string, Lazy<string>> BatchKernels = new[]
     {
@@ -52,16 +52,35 @@ public sealed class PtxCompileTests
     [InlineData(nameof(AtomicBatchKernel.Apply), "memory64")]
     [InlineData(nameof(AtomicBatchKernel.Serve), "memory32")]
     [InlineData(nameof(AtomicBatchKernel.Serve), "memory64")]
+    [InlineData(nameof(AtomicBatchKernel.Apply), "resident32")] // device-resident pages, in the device's own memory
+    [InlineData(nameof(AtomicBatchKernel.Apply), "resident64")]
+    [InlineData(nameof(AtomicBatchKernel.Serve), "resident32")]
+    [InlineData(nameof(AtomicBatchKernel.Serve), "resident64")]
     public void BatchKernel_AppliesEveryDataAtomic_ToThePages_AtGpuScope(string kernel, string page)
     {
         // GPU scope on the pages is the design (the hazard word's release publishes it); signed Min/Max must be .s.
-        var bits = page == "memory32" ? "32" : "64";
+        var bits = page.EndsWith("32", StringComparison.Ordinal) ? "32" : "64";
         string[] expected = [$"atom.add.u{bits}", $"atom.and.b{bits}", $"atom.cas.b{bits}", $"atom.exch.b{bits}", $"atom.max.s{bits}", $"atom.min.s{bits}", $"atom.or.b{bits}", $"atom.xor.b{bits}"];
         var program = PtxProgram.Parse(BatchKernels[kernel].Value);
 
         var atomics = program.Reachable.Where(i => i.Op is "atom" or "red" && program.AddressParameters(i).Contains(page)).Select(i => i.Opcode);
 
         Assert.Equal(expected, atomics.Distinct().Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void PlainAtomicsBaseline_CompilesToPtx_AsOneGlobalAddPerIndex()
+    {
+        var kernel = typeof(PlainAtomicsKernel).GetMethod(nameof(PlainAtomicsKernel.AddOne))!;
+        var program = PtxProgram.Parse(Compile(kernel, implicitlyGrouped: true));
+
+        var atomics = program.Reachable.Where(i => i.Op is "atom" or "red").ToList();
+
+        // Only the atomic: one add on the target (a red when the old value is unused), no fence, no system-scope traffic.
+        var add = Assert.Single(atomics);
+        Assert.Contains("add", add.Opcode, StringComparison.Ordinal);
+        Assert.Contains("target", program.AddressParameters(add));
+        Assert.DoesNotContain(program.Reachable, i => i.Opcode.Contains(".sys", StringComparison.Ordinal) || i.Op is "membar" or "fence");
     }
 
     [Theory]
@@ -108,11 +127,11 @@ public sealed class PtxCompileTests
     }
 
     /// <summary>PTX for SM 9.0 through ILGPU's backend alone: no device needed.</summary>
-    private static string Compile(MethodInfo kernel)
+    private static string Compile(MethodInfo kernel, bool implicitlyGrouped = false)
     {
         using var context = Context.Create(builder => builder.Default());
         using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null!);
-        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
+        var entry = implicitlyGrouped ? EntryPointDescription.FromImplicitlyGroupedKernel(kernel) : EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
         return ((PTXCompiledKernel)backend.Compile(entry, default)).PTXAssembly;
     }
 }
