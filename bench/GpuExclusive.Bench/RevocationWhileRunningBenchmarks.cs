@@ -7,7 +7,7 @@ namespace GpuExclusive.Bench;
 /// Revocation latency of one page the kernel does not use — a CPU read of a device-exclusive page until its PTE is
 /// restored — with the device idle, and with batches running on 64 other pages of the same space:
 /// <see cref="OtherPageRevocationWorkload"/>. One revocation per invocation (the page is granted again in the
-/// iteration setup).
+/// iteration setup). A page the running batch uses: <see cref="RevocationInUseBenchmarks"/>.
 /// </summary>
 [BenchmarkCategory("RevocationLatency")]
 [FullyOptimized]

@@ -5,8 +5,8 @@ namespace GpuExclusive.Workloads;
 /// <summary>
 /// Revocation latency of one page — a CPU read of a device-exclusive page until its PTE is restored — with the device
 /// idle, or with batches of 65536 adds running on 64 other pages of the same space: a page the kernel does not use, so
-/// the revocation waits for no hold and no kernel thread. DESIGN §7 (for the kernel's own pages): median ≤ 1 ms on the
-/// CPU accelerator, ≤ 50 µs on a GPU.
+/// the revocation waits for no hold and no kernel thread (see <see cref="InUseRevocationWorkload"/> for a page the batch
+/// uses). DESIGN §7 (for the kernel's own pages): median ≤ 1 ms on the CPU accelerator, ≤ 50 µs on a GPU.
 /// </summary>
 /// <remarks>Each revocation needs the page granted again first: <see cref="Grant"/> or <see cref="GrantInsideBatch"/>, untimed.</remarks>
 internal sealed class OtherPageRevocationWorkload : IDisposable

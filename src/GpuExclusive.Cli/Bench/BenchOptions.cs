@@ -6,4 +6,7 @@ internal sealed record BenchOptions(double SecondsPerMeasurement, bool Full, IRe
     public int[] ScaleSizes => Full ? [1024, 4096, 16384, 65536, 262144, 1048576] : [1024, 4096, 16384, 65536];
 
     public int[] PingPongSizes => Full ? [1, 4, 16, 64, 256] : [1, 4, 16, 64];
+
+    /// <summary>Adds per batch of the revocation rows on pages a running batch uses.</summary>
+    public int[] InUseBatchSizes => Full ? [1 << 16, 1 << 20, 20 << 20] : [1 << 16, 1 << 20];
 }

@@ -16,7 +16,7 @@ internal sealed class BenchSuite : IDisposable
         ("span", "1 MiB span copy through the engine vs Buffer.MemoryCopy"),
         ("grant", "MakeExclusive over 4096 pages vs mprotect over 4096 pages"),
         ("revoke-idle", "CPU touch of a device-exclusive page (device idle) vs a Linux minor fault"),
-        ("revoke-running", "CPU touch of a device-exclusive page while a kernel runs on other pages"),
+        ("revoke-running", "CPU touch of a device-exclusive page while a kernel runs: on other pages, and on pages the running batch uses"),
         ("atomics", "device atomics through the engine vs the same kernel without hazard words on raw memory vs CPU Interlocked"),
         ("pingpong", "CPU<->device round trips on 1..N pages, and two devices, vs Linux minor faults"),
         ("scale", "grant and fork cost per page as the populated size grows"),
@@ -59,6 +59,8 @@ internal sealed class BenchSuite : IDisposable
     private int[] ScaleSizes => _warmingUp ? [1024] : _options.ScaleSizes;
 
     private int[] PingPongSizes => _warmingUp ? [1] : _options.PingPongSizes;
+
+    private int[] InUseBatchSizes => _warmingUp ? [1 << 16] : _options.InUseBatchSizes;
 
     private ExclusiveDevice Device => _device ??= _openDevice();
 
@@ -107,14 +109,28 @@ internal sealed class BenchSuite : IDisposable
         _device?.Dispose();
     }
 
-    private Stats Measure(string what, Action<List<double>> sample) => Stats.From(MeasureSamples(what, sample));
+    private Stats Measure(string what, Action<List<double>> sample, Action? measuring = null) => Stats.From(MeasureSamples(what, sample, measuring));
 
-    private List<double> MeasureSamples(string what, Action<List<double>> sample)
+    private List<double> MeasureSamples(string what, Action<List<double>> sample, Action? measuring = null)
     {
         if (!_warmingUp)
             _progress(what);
-        return Sampler.Run(Budget, sample);
+        return Sampler.Run(Budget, sample, measuring);
     }
+
+    /// <summary>
+    /// Single events that a call may or may not produce (touches that found a page held), with half the budget: eight such
+    /// rows per run. At least <see cref="MinInUseSamples"/> of them where the engine lets a page stay away from the device
+    /// for long (see <see cref="Sampler.Run"/> for how much longer it may take).
+    /// </summary>
+    private List<double> MeasureEvents(string what, Action<List<double>> sample, Action measuring)
+    {
+        if (!_warmingUp)
+            _progress(what);
+        return Sampler.Run(Budget / 2, sample, measuring, _warmingUp ? 0 : MinInUseSamples);
+    }
+
+    private const int MinInUseSamples = 20;
 
     /// <summary>Samples for a latency chart only (no row): a quarter of the budget.</summary>
     private List<double> MeasureLatencies(string what, Action<List<double>> sample)
@@ -243,6 +259,13 @@ internal sealed class BenchSuite : IDisposable
 
     private IEnumerable<BenchRow> RevokeRunning()
     {
+        var (otherPage, idle) = RevokeOtherPage();
+        return [otherPage, .. RevokeInUse(idle)];
+    }
+
+    /// <summary>The old row: a page the kernel does not use. Returns it, and its device-idle side (the in-use rows' baseline).</summary>
+    private (BenchRow Row, Stats Idle) RevokeOtherPage()
+    {
         using var workload = new OtherPageRevocationWorkload(Device);
         var random = new Random();
         void Revoke(List<double> s)
@@ -256,7 +279,7 @@ internal sealed class BenchSuite : IDisposable
         List<double> running;
         try
         {
-            running = MeasureSamples("revoke-running: single revocation, kernel running on other pages", Revoke);
+            running = MeasureSamples("revoke-running: single revocation of a page the kernel does not use, kernel running on other pages", Revoke);
         }
         finally
         {
@@ -268,11 +291,75 @@ internal sealed class BenchSuite : IDisposable
         var target = gpu
             ? new Target(TargetKind.EngineMedianAtMost, 50_000, "median ≤ 50 µs (GPU)")
             : new Target(TargetKind.EngineMedianAtMost, 1_000_000, "median ≤ 1 ms (CPU acc.)");
-        return
-        [
-            new BenchRow("revoke-running", "revoke-running", "ns/revocation", "kernel running", Stats.From(running), "device idle", idle, RatioKind.Time, target,
-                $"{workload.BusyBatches} background batches of {OtherPageRevocationWorkload.BusyOps} ops; both sides single revocations, each timed alone"),
-        ];
+        var row = new BenchRow("revoke-running", "revoke-running-other-page", "ns/revocation", "kernel on other pages", Stats.From(running), "device idle", idle, RatioKind.Time, target,
+            $"a page the kernel does not use; {workload.BusyBatches} background batches of {OtherPageRevocationWorkload.BusyOps} ops on 64 other pages; both sides single revocations, each timed alone");
+        return (row, idle);
+    }
+
+    /// <summary>
+    /// Revocations of a page the running batch uses: batches of 64k, 1M (and with --full 20M) adds over 1 and over 64
+    /// pages, their pages granted before each run or faulted in by it; a toucher reads one at random moments, and the
+    /// touches that found it device-held are the samples (see <see cref="InUseRevocationWorkload"/>).
+    /// </summary>
+    private List<BenchRow> RevokeInUse(Stats idle)
+    {
+        Target target = Device.Kind == AcceleratorKind.Cuda
+            ? new Target(TargetKind.EngineMedianAtMost, 50_000, "median ≤ 50 µs (GPU)")
+            : new Target(TargetKind.EngineMedianAndP99AtMost, 50_000, "median ≤ 50 µs, p99 ≤ 1 ms", 1_000_000);
+        var rows = new List<BenchRow>();
+        foreach (int ops in InUseBatchSizes)
+        {
+            foreach (int pages in (int[])[1, 64])
+            {
+                using var workload = new InUseRevocationWorkload(Device, ops, pages);
+                foreach (bool granted in (bool[])[true, false])
+                {
+                    string how = granted ? "granted" : "faulted";
+                    string name = $"revoke-running-in-use-{how}-{pages}p-{SizeName(ops)}";
+                    workload.Start(granted);
+                    List<double> samples;
+                    try
+                    {
+                        samples = MeasureEvents($"revoke-running: touches of {pages} page(s) a batch of {SizeName(ops)} adds uses ({(granted ? "granted before each run" : "faulted in by each run")})", s =>
+                        {
+                            var (ns, foundHeld) = workload.TouchAtRandomMoment();
+                            if (foundHeld)
+                                s.Add(ns);
+                        }, workload.ResetCounts);
+                    }
+                    finally
+                    {
+                        workload.Stop();
+                    }
+
+                    if (samples.Count == 0 && _warmingUp)
+                        continue; // a warmup pass of a few milliseconds: the code ran, which is all it is for
+                    if (samples.Count == 0)
+                        throw new InvalidOperationException($"{name}: none of {workload.Touches} touches found its page device-held inside a run ({workload.RunsCompleted} runs)");
+                    Stats stats = Stats.From(samples);
+                    var (faults, replays) = workload.FaultsAndReplays;
+                    double batches = workload.RunsCompleted;
+                    rows.Add(new BenchRow("revoke-running", name, "ns/revocation", $"batch using it ({how})", stats, "device idle", idle, RatioKind.Time, target,
+                        $"touches at random moments (0-{InUseRevocationWorkload.MaxPauseMicroseconds} µs apart) of pages a running batch of {ops} adds over {pages} page(s) uses, " +
+                        $"{(granted ? "granted by MakeExclusive before each run" : "faulted in by each run itself")}; samples: the touches that found the page device-held")
+                    {
+                        Figures =
+                        [
+                            new("p99", stats.P99, IsNanoseconds: true),
+                            new("max", stats.Max, IsNanoseconds: true),
+                            new("touches", workload.Touches),
+                            new("touchesFoundHeld", workload.FoundHeld),
+                            new("batches", batches),
+                            new("batchMedianNs", workload.MedianRunNanoseconds, IsNanoseconds: true),
+                            new("deviceFaultsPerBatch", faults / batches),
+                            new("replaysPerBatch", replays / batches),
+                        ],
+                    });
+                }
+            }
+        }
+
+        return rows;
     }
 
     // ---- device atomics ----
