@@ -1,3 +1,5 @@
+using GpuExclusive.Workloads;
+
 namespace GpuExclusive.Cli.Bench;
 
 /// <summary>What <c>gpux bench</c> measures and how long: the quick-mode twin of bench/GpuExclusive.Bench.</summary>
@@ -9,4 +11,7 @@ internal sealed record BenchOptions(double SecondsPerMeasurement, bool Full, IRe
 
     /// <summary>Adds per batch of the revocation rows on pages a running batch uses.</summary>
     public int[] InUseBatchSizes => Full ? [1 << 16, 1 << 20, 20 << 20] : [1 << 16, 1 << 20];
+
+    /// <summary>Adds per batch of the CPU-reader rows: 2 M (tests run a smaller batch; no option sets it).</summary>
+    public int ReaderBatchOps { get; init; } = ReaderThroughputWorkload.DefaultOps;
 }

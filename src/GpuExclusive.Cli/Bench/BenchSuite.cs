@@ -17,7 +17,7 @@ internal sealed class BenchSuite : IDisposable
         ("grant", "MakeExclusive over 4096 pages vs mprotect over 4096 pages"),
         ("revoke-idle", "CPU touch of a device-exclusive page (device idle) vs a Linux minor fault"),
         ("revoke-running", "CPU touch of a device-exclusive page while a kernel runs: on other pages, and on pages the running batch uses"),
-        ("atomics", "device atomics through the engine vs the same kernel without hazard words on raw memory vs CPU Interlocked"),
+        ("atomics", "device atomics through the engine vs the same kernel without hazard words on raw memory vs CPU Interlocked; a batch under a CPU reader vs undisturbed"),
         ("pingpong", "CPU<->device round trips on 1..N pages, and two devices, vs Linux minor faults"),
         ("scale", "grant and fork cost per page as the populated size grows"),
         ("metadata", "metadata bytes per 4 KiB page"),
@@ -61,6 +61,8 @@ internal sealed class BenchSuite : IDisposable
     private int[] PingPongSizes => _warmingUp ? [1] : _options.PingPongSizes;
 
     private int[] InUseBatchSizes => _warmingUp ? [1 << 16] : _options.InUseBatchSizes;
+
+    private int ReaderBatchOps => _warmingUp ? Math.Min(1 << 16, _options.ReaderBatchOps) : _options.ReaderBatchOps;
 
     private ExclusiveDevice Device => _device ??= _openDevice();
 
@@ -131,6 +133,9 @@ internal sealed class BenchSuite : IDisposable
     }
 
     private const int MinInUseSamples = 20;
+
+    /// <summary>Pairs of batches (undisturbed, with a CPU reader) the reader rows time at least.</summary>
+    internal const int MinReaderPairs = 2;
 
     /// <summary>Samples for a latency chart only (no row): a quarter of the budget.</summary>
     private List<double> MeasureLatencies(string what, Action<List<double>> sample)
@@ -385,7 +390,43 @@ internal sealed class BenchSuite : IDisposable
                 "CPU Interlocked.Add on the same counters"));
         }
 
+        rows.AddRange(ReaderThroughput());
         return rows;
+    }
+
+    /// <summary>
+    /// A batch of 2M adds over 1 and over 64 pages with a CPU reader reading its first page in a tight loop, ÷ undisturbed.
+    /// The two run in pairs, at least two pairs and more while the budget lasts, without a warmup of their own (the warmup
+    /// pass ran them on a small batch): under the reader one batch takes longer than the budget on this kind of machine.
+    /// </summary>
+    private IEnumerable<BenchRow> ReaderThroughput()
+    {
+        int ops = ReaderBatchOps;
+        foreach (int pages in (int[])[1, 64])
+        {
+            using var workload = new ReaderThroughputWorkload(Device, pages, ops);
+            var undisturbed = new List<double>();
+            if (!_warmingUp)
+                _progress($"atomics: batch of {SizeName(ops)} adds on {pages} page(s), undisturbed and with a CPU reader reading its page in a loop");
+            List<double> withReader = Sampler.Run(Budget, s =>
+            {
+                undisturbed.Add(Sampler.Time(() => workload.RunUndisturbed(), ops));
+                s.Add(Sampler.Time(() => workload.RunWithReader(), ops));
+            }, workload.ResetCounts, minCalls: MinReaderPairs, warmUp: false);
+            double batches = workload.ReaderBatches;
+            yield return new BenchRow("atomics", $"atomics-cpu-reader-{pages}p-{SizeName(ops)}", "ns/op", "with CPU reader", Stats.From(withReader),
+                "undisturbed", Stats.From(undisturbed), RatioKind.Time, new Target(TargetKind.RatioAtMost, 2, "≤ 2× slower"),
+                $"a batch of {ops} adds over {pages} page(s) while a CPU thread reads its first page in a tight loop for the whole run, ÷ the same batch undisturbed (run in pairs)")
+            {
+                Figures =
+                [
+                    new("readerReadsPerBatch", workload.ReaderReads / batches),
+                    new("batches", batches),
+                    new("deviceFaultsPerBatch", workload.ReaderDeviceFaults / batches),
+                    new("replaysPerBatch", workload.ReaderReplays / batches),
+                ],
+            };
+        }
     }
 
     // ---- ping-pong ----

@@ -50,18 +50,21 @@ internal static class Sampler
     /// Calls <paramref name="sample"/> repeatedly; each call appends one or more samples in ns per operation (it does
     /// its own setup outside the timed part, see <see cref="Time"/>). Returns every sample taken after warmup;
     /// <paramref name="measuring"/> is called when the warmup ends (to reset counts kept beside the samples). A call that
-    /// keeps only some of what it times (the touches that found a page held) may ask for <paramref name="minSamples"/>.
+    /// keeps only some of what it times (the touches that found a page held) may ask for <paramref name="minSamples"/>;
+    /// a call that takes longer than the budget (a batch of 2 M ops under a CPU reader) may ask for fewer calls and no
+    /// warmup (<paramref name="minCalls"/>, <paramref name="warmUp"/>), when its code has run before.
     /// </summary>
-    public static List<double> Run(double budgetSeconds, Action<List<double>> sample, Action? measuring = null, int minSamples = 0)
+    public static List<double> Run(double budgetSeconds, Action<List<double>> sample, Action? measuring = null, int minSamples = 0,
+        int minCalls = MinCalls, bool warmUp = true)
     {
         var discard = new List<double>();
         long warmupEnd = Stopwatch.GetTimestamp() + (long)(budgetSeconds * 0.25 * Stopwatch.Frequency);
-        do
+        while (warmUp)
         {
             discard.Clear();
             sample(discard);
+            warmUp = Stopwatch.GetTimestamp() < warmupEnd;
         }
-        while (Stopwatch.GetTimestamp() < warmupEnd);
 
         measuring?.Invoke();
         var samples = new List<double>();
@@ -71,7 +74,7 @@ internal static class Sampler
         while (samples.Count < MaxSamples)
         {
             long now = Stopwatch.GetTimestamp();
-            if (calls >= MinCalls && now >= end && (samples.Count >= minSamples || now >= extendedEnd))
+            if (calls >= minCalls && now >= end && (samples.Count >= minSamples || now >= extendedEnd))
                 break;
             sample(samples);
             calls++;

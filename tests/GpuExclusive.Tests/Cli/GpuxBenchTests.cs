@@ -120,6 +120,29 @@ public sealed class GpuxBenchTests : IDisposable
     }
 
     [Fact]
+    public void CpuReaderRows_BothLayouts_CountTheReadersReads()
+    {
+        // In process, on a batch of 64k adds: through the command line the batch is 2M (seconds of a test run).
+        using var suite = new BenchSuite(new BenchOptions(0.001, Full: false, []) { ReaderBatchOps = 1 << 16 },
+            () => ExclusiveDevice.Open(AcceleratorKind.Cpu), _ => { });
+
+        BenchRow[] rows = [.. suite.Run("atomics").Where(r => r.Name.StartsWith("atomics-cpu-reader", StringComparison.Ordinal))];
+
+        Assert.Equal(["atomics-cpu-reader-1p-64k", "atomics-cpu-reader-64p-64k"], rows.Select(r => r.Name));
+        foreach (BenchRow row in rows)
+        {
+            Assert.True(row.Ratio is > 0 and < double.PositiveInfinity, row.Name);
+            Assert.Equal("undisturbed", row.BaselineLabel);
+            Assert.Equal(new Target(TargetKind.RatioAtMost, 2, "≤ 2× slower"), row.Target);
+            var figures = row.Figures.ToDictionary(f => f.Name, f => f.Value);
+            Assert.True(figures["readerReadsPerBatch"] >= 1, row.Name);
+            Assert.True(figures["batches"] >= BenchSuite.MinReaderPairs, row.Name);
+            // The reader's first read comes before the batch starts and takes the page back: each batch faults it in.
+            Assert.True(figures["deviceFaultsPerBatch"] >= 1, row.Name);
+        }
+    }
+
+    [Fact]
     public void FullMode_AddsTheTwentyMillionOpBatch_ToThePageInUseRows()
     {
         Assert.Equal([1 << 16, 1 << 20], new BenchOptions(0.5, Full: false, []).InUseBatchSizes);
