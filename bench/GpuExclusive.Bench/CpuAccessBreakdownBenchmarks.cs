@@ -1,23 +1,23 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using GpuExclusive.Paging;
+using GpuExclusive.Workloads;
 
 namespace GpuExclusive.Bench;
 
 /// <summary>
 /// Where the time of <see cref="AddressSpace.Read{T}(ulong)"/> goes: the same random single-int reads as
-/// <see cref="CpuAccessBenchmarks"/> (4 MiB, 1024 present pages, 4096 reads per invocation), each variant adding one
-/// piece of the engine's fast path to the raw-pointer baseline. The pieces are rebuilt here from the engine's internal
-/// types (page table, PTE, pool, software TLB) exactly as <c>AddressSpace.TranslateInsideAccess</c> uses them, so the
-/// differences between rows attribute the cost; the engine itself is not changed.
+/// <see cref="CpuAccessBenchmarks"/> (<see cref="CpuRandomAccessWorkload"/>: 4 MiB, 1024 present pages, 4096 reads per
+/// invocation), each variant adding one piece of the engine's fast path to the raw-pointer baseline. The pieces are
+/// rebuilt here from the engine's internal types (page table, PTE, pool, software TLB) exactly as
+/// <c>AddressSpace.TranslateInsideAccess</c> uses them, so the differences between rows attribute the cost; the engine
+/// itself is not changed.
 /// </summary>
 public unsafe class CpuAccessBreakdownBenchmarks
 {
-    private const int Pages = 1024;
-    private const int Ints = Pages * PagePool.PageSize / sizeof(int);
-    private const int Ops = 4096;
+    private const int Ops = CpuRandomAccessWorkload.Ops;
 
+    private CpuRandomAccessWorkload _workload = null!;
     private PagePool _pool = null!;
     private AddressSpace _space = null!;
     private ulong _base;
@@ -27,45 +27,20 @@ public unsafe class CpuAccessBreakdownBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _pool = new PagePool(Pages);
-        _space = new AddressSpace(_pool);
-        _base = _space.Map((ulong)Pages * PagePool.PageSize, Protection.ReadWrite);
-        _raw = (int*)NativeMemory.AlignedAlloc((nuint)Pages * PagePool.PageSize, PagePool.PageSize);
-        for (var i = 0; i < Ints; i++)
-        {
-            _space.Write(_base + ((ulong)i * sizeof(int)), i);
-            _raw[i] = i;
-        }
-
-        var rng = new Random(12345); // the same sequence as CpuAccessBenchmarks
-        _random = new int[Ops];
-        for (var i = 0; i < Ops; i++)
-        {
-            _random[i] = rng.Next(Ints);
-        }
+        _workload = new CpuRandomAccessWorkload();
+        _pool = _workload.Pool;
+        _space = _workload.Space;
+        _base = _workload.Base;
+        _raw = _workload.Raw;
+        _random = _workload.Random;
     }
 
     [GlobalCleanup]
-    public void Cleanup()
-    {
-        _space.Dispose();
-        _pool.Dispose();
-        NativeMemory.AlignedFree(_raw);
-    }
+    public void Cleanup() => _workload.Dispose();
 
     /// <summary>The raw pointer: one load per access.</summary>
     [Benchmark(Baseline = true, OperationsPerInvoke = Ops)]
-    public int Raw()
-    {
-        var raw = _raw;
-        var sum = 0;
-        foreach (var index in _random)
-        {
-            sum += raw[index];
-        }
-
-        return sum;
-    }
+    public int Raw() => _workload.RawRandomRead();
 
     /// <summary>Raw load inside the software-TLB bracket (<c>TlbShootdown.Enter/Exit</c>, a thread-static per access).</summary>
     [Benchmark(OperationsPerInvoke = Ops)]
@@ -143,18 +118,7 @@ public unsafe class CpuAccessBreakdownBenchmarks
 
     /// <summary>The engine: <see cref="AddressSpace.Read{T}(ulong)"/>.</summary>
     [Benchmark(OperationsPerInvoke = Ops)]
-    public int EngineRead()
-    {
-        var space = _space;
-        var at = _base;
-        var sum = 0;
-        foreach (var index in _random)
-        {
-            sum += space.Read<int>(at + ((ulong)index << 2));
-        }
-
-        return sum;
-    }
+    public int EngineRead() => _workload.EngineRandomRead();
 
     // The read path of AddressSpace.TranslateInsideAccess for a present, young PTE (setup made every PTE young).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

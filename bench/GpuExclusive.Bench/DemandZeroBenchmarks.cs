@@ -1,13 +1,12 @@
-using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
-using GpuExclusive.Native;
+using GpuExclusive.Workloads;
 
 namespace GpuExclusive.Bench;
 
 /// <summary>
-/// Demand-zero fault-in, per page: the first write to each of 1024 pages of a fresh mapping. The engine's fault
-/// (allocate a frame from the pool, zero it, install the PTE) is compared with Linux's minor fault on the first touch of
-/// each page of a fresh anonymous <c>mmap</c> — the kernel doing the same job (DESIGN §7 uses it as the yardstick).
+/// Demand-zero fault-in, per page: the first write to each of 1024 pages of a fresh mapping, the engine's fault
+/// (<see cref="DemandZeroWorkload"/>) against Linux's minor fault on the first write of each page of a fresh anonymous
+/// <c>mmap</c> (<see cref="MinorFaultWorkload"/>) — the kernel doing the same job (DESIGN §7 uses it as the yardstick).
 /// </summary>
 /// <remarks>
 /// Mapping and unmapping are outside the measurement ([IterationSetup]/[IterationCleanup]), so each iteration is a
@@ -18,78 +17,38 @@ namespace GpuExclusive.Bench;
 [WarmupCount(5)]
 [IterationCount(21)]
 [FullyOptimized]
-public unsafe class DemandZeroBenchmarks
+public class DemandZeroBenchmarks
 {
-    private const int Pages = 1024;
-    private const nuint Bytes = (nuint)Pages * PagePool.PageSize;
+    private const int Pages = DemandZeroWorkload.Pages;
 
-    // MADV_NOHUGEPAGE: keep the baseline on 4 KiB pages even where transparent huge pages are "always" (with THP one
-    // fault would populate 512 pages and the baseline would not be a per-page minor fault any more).
-    private const int MadvNoHugePage = 15;
-
-    private PagePool _pool = null!;
-    private AddressSpace _space = null!;
-    private ulong _engineBase;
-    private nint _linuxBase;
+    private DemandZeroWorkload _engine = null!;
+    private MinorFaultWorkload _linux = null!;
 
     [GlobalSetup]
     public void Setup()
     {
-        if (!LinuxMemory.IsSupported)
-        {
-            throw new PlatformNotSupportedException("the baseline is a Linux minor fault");
-        }
-
-        _pool = new PagePool(Pages);
-        _space = new AddressSpace(_pool);
+        _linux = new MinorFaultWorkload(Pages);
+        _engine = new DemandZeroWorkload();
     }
 
     [GlobalCleanup]
-    public void Cleanup()
-    {
-        _space.Dispose();
-        _pool.Dispose();
-    }
+    public void Cleanup() => _engine.Dispose();
 
     [IterationSetup(Target = nameof(LinuxFirstTouch))]
-    public void MapLinux()
-    {
-        _linuxBase = LinuxMemory.Mmap(0, Bytes, LinuxMemory.ProtRead | LinuxMemory.ProtWrite, LinuxMemory.MapPrivate | LinuxMemory.MapAnonymous, -1, 0);
-        if (_linuxBase == LinuxMemory.MapFailed)
-        {
-            throw new InvalidOperationException($"mmap failed, errno {Marshal.GetLastPInvokeError()}");
-        }
-
-        _ = LinuxMemory.Madvise(_linuxBase, Bytes, MadvNoHugePage); // best effort: a kernel without THP refuses it
-    }
+    public void MapLinux() => _linux.MapFresh();
 
     [IterationCleanup(Target = nameof(LinuxFirstTouch))]
-    public void UnmapLinux() => LinuxMemory.Munmap(_linuxBase, Bytes);
+    public void UnmapLinux() => _linux.Unmap();
 
     [IterationSetup(Target = nameof(EngineFirstTouch))]
-    public void MapEngine() => _engineBase = _space.Map(Bytes, Protection.ReadWrite);
+    public void MapEngine() => _engine.MapFresh();
 
     [IterationCleanup(Target = nameof(EngineFirstTouch))]
-    public void UnmapEngine() => _space.Unmap(_engineBase, Bytes);
+    public void UnmapEngine() => _engine.Unmap();
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Pages)]
-    public void LinuxFirstTouch()
-    {
-        var page = (byte*)_linuxBase;
-        for (var i = 0; i < Pages; i++)
-        {
-            *(int*)(page + ((nint)i * PagePool.PageSize)) = i;
-        }
-    }
+    public void LinuxFirstTouch() => _linux.WriteEach();
 
     [Benchmark(OperationsPerInvoke = Pages)]
-    public void EngineFirstTouch()
-    {
-        var space = _space;
-        var at = _engineBase;
-        for (var i = 0; i < Pages; i++)
-        {
-            space.Write(at + ((ulong)i * PagePool.PageSize), i);
-        }
-    }
+    public void EngineFirstTouch() => _engine.WriteEach();
 }

@@ -1,77 +1,50 @@
 using BenchmarkDotNet.Attributes;
-using GpuExclusive.Native;
+using GpuExclusive.Workloads;
 
 namespace GpuExclusive.Bench;
 
 /// <summary>
-/// Revocation: a CPU read of a device-exclusive page until its PTE is restored (fault, Clear notifier, the device
-/// unmaps, restore), against a Linux minor fault — the first touch of a fresh anonymous page — measured alike.
-/// DESIGN §7: ≤ 0.1× with the device idle.
+/// Revocation with the device idle — a CPU read of a device-exclusive page until its PTE is restored — against a Linux
+/// minor fault measured alike (DESIGN §7: ≤ 0.1×): <see cref="IdleRevocationWorkload"/> and
+/// <see cref="MinorFaultWorkload"/>, 256 pages per invocation, granted or mapped afresh in each iteration's setup.
 /// </summary>
 [BenchmarkCategory("Revocation")]
 [FullyOptimized]
-public unsafe class RevocationBenchmarks
+public class RevocationBenchmarks
 {
-    private const int Pages = 256;
-    private const ulong Bytes = (ulong)Pages * PagePool.PageSize;
+    private const int Pages = IdleRevocationWorkload.Pages;
 
-    private PagePool _pool = null!;
-    private AddressSpace _space = null!;
     private ExclusiveDevice _device = null!;
-    private DeviceMirror _mirror = null!;
-    private ulong _address;
-    private nint _linux;
+    private IdleRevocationWorkload _revocation = null!;
+    private MinorFaultWorkload _linux = null!;
 
     [GlobalSetup]
     public void Setup()
     {
-        _pool = new PagePool(Pages + 64);
-        _space = new AddressSpace(_pool);
-        _address = _space.Map(Bytes, Protection.ReadWrite);
         _device = ExclusiveDevice.Open(DeviceBenchmarkEnvironment.Accelerator);
-        _mirror = _device.Mirror(_space);
+        _revocation = new IdleRevocationWorkload(_device);
+        _linux = new MinorFaultWorkload(Pages);
     }
 
     [IterationSetup(Target = nameof(RevokeIdleDevice))]
-    public void Grant() => _mirror.MakeExclusive(_address, Bytes);
+    public void Grant() => _revocation.Grant();
 
     [IterationSetup(Target = nameof(LinuxMinorFault))]
-    public void MapFresh() => _linux = LinuxMemory.Mmap(0, (nuint)Bytes, LinuxMemory.ProtRead | LinuxMemory.ProtWrite, LinuxMemory.MapPrivate | LinuxMemory.MapAnonymous, -1, 0);
+    public void MapFresh() => _linux.MapFresh();
 
     [IterationCleanup(Target = nameof(LinuxMinorFault))]
-    public void UnmapFresh() => LinuxMemory.Munmap(_linux, (nuint)Bytes);
+    public void UnmapFresh() => _linux.Unmap();
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Pages)]
-    public int LinuxMinorFault()
-    {
-        var sum = 0;
-        var bytes = (byte*)_linux;
-        for (var page = 0; page < Pages; page++)
-        {
-            sum += bytes[page * PagePool.PageSize];
-        }
-
-        return sum;
-    }
+    public int LinuxMinorFault() => _linux.ReadEach();
 
     [Benchmark(OperationsPerInvoke = Pages)]
-    public int RevokeIdleDevice()
-    {
-        var sum = 0;
-        for (var page = 0UL; page < Pages; page++)
-        {
-            sum += _space.Read<int>(_address + (page * PagePool.PageSize));
-        }
-
-        return sum;
-    }
+    public int RevokeIdleDevice() => _revocation.RevokeEach();
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        _mirror.Dispose();
+        _revocation.Dispose();
         _device.Dispose();
-        _space.Dispose();
-        _pool.Dispose();
     }
 }

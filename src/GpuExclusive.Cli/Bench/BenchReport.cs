@@ -100,9 +100,12 @@ internal static class BenchReport
                 {
                     TargetKind.RatioAtMost => "ratio <= value",
                     TargetKind.RatioAtLeast => "ratio >= value",
+                    TargetKind.EngineMedianAndP99AtMost => $"engine median <= value and engine p99 <= p99Value ({row.Unit})",
                     _ => $"engine median <= value ({row.Unit})",
                 });
                 json.WriteNumber("value", target.Value);
+                if (target.Kind == TargetKind.EngineMedianAndP99AtMost)
+                    json.WriteNumber("p99Value", target.P99Value);
                 json.WriteEndObject();
             }
             else
@@ -113,6 +116,14 @@ internal static class BenchReport
             json.WriteString("verdict", row.Verdict);
             if (row.Note is not null)
                 json.WriteString("note", row.Note);
+            if (row.Figures.Count > 0)
+            {
+                json.WriteStartObject("figures");
+                foreach (RowFigure figure in row.Figures)
+                    json.WriteNumber(figure.Name, Math.Round(figure.Value, 3));
+                json.WriteEndObject();
+            }
+
             json.WriteEndObject();
         }
 

@@ -136,6 +136,9 @@ internal static class BenchCommand
         if (!context.Interactive)
             console.Profile.Width = 180; // one line per row in logs and redirected output
         PrintTable(console, machine, rows);
+        // Below the table, unwrapped: rows with further figures (touch counts, a reader's reads) get a line each.
+        foreach (BenchRow row in rows.Where(r => r.Figures.Count > 0))
+            context.Stdout.WriteLine($"  {row.Name}: {string.Join(", ", row.Figures.Select(f => $"{f.Name} {f.Format()}"))}");
         foreach (string path in plots)
             console.WriteLine($"chart: {path}");
         if (jsonPath is not null)

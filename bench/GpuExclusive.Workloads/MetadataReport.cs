@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace GpuExclusive.Bench;
+namespace GpuExclusive.Workloads;
 
 /// <summary>
 /// Engine metadata per 4 KiB page (DESIGN §7: ≤ 32 bytes): the declared per-frame struct plus one PTE, and what the
@@ -14,11 +14,17 @@ namespace GpuExclusive.Bench;
 /// </remarks>
 internal static class MetadataReport
 {
+    /// <summary>What the engine declares per page: <see cref="PagePool.MetadataBytesPerFrame"/> plus one 8-byte PTE.</summary>
+    internal static int DeclaredBytesPerPage => PagePool.MetadataBytesPerFrame + sizeof(long);
+
+    /// <summary>Linux's figure for the same: a 64-byte <c>struct page</c> plus one 8-byte PTE.</summary>
+    internal const int LinuxBytesPerPage = 64 + 8;
+
     private const int Pages = 16384; // 64 MiB: large enough that fixed costs vanish in the per-page figure
 
     internal static void Print(TextWriter output)
     {
-        var declared = PagePool.MetadataBytesPerFrame + sizeof(long);
+        var declared = DeclaredBytesPerPage;
         WarmUp();
 
         var (poolLive, poolAllocated) = Measure(() => new PagePool(Pages + 64, lockMemory: false), out var pool);
