@@ -117,6 +117,8 @@ public sealed partial class DeviceMirror
     /// <summary>Installs a Read or Write device PTE mirroring the CPU PTE (<c>hmm_range_fault</c>), retrying on a racing invalidation.</summary>
     private DeviceStatus FaultForAccess(ulong page, bool isWrite)
     {
+        // The slot first, with no lock held: making room for it may quiesce the device.
+        ReserveSlots(page, page + PagePool.PageSize);
         var interval = new GrantInterval(_device);
         using var registration = Space.InsertIntervalNotifier(interval, page, PagePool.PageSize);
         while (true)
@@ -136,7 +138,7 @@ public sealed partial class DeviceMirror
                     continue;
                 }
 
-                var slot = _pageTable.SlotFor(page >> PagePool.PageShift);
+                var slot = ReservedSlotLocked(page >> PagePool.PageShift);
                 _pageTable.Set(slot, DevicePte.Make(frame, isWrite ? DevicePte.Write : DevicePte.Read));
                 return DeviceStatus.Ok;
             }

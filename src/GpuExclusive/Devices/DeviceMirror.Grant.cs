@@ -90,6 +90,17 @@ public sealed partial class DeviceMirror
     /// </summary>
     private int GrantAndMap(IReadOnlyList<(ulong Start, ulong End)> runs, List<GrantedPage> held, DeviceBatch? batch, LaunchFaults? launch, bool serviced)
     {
+        if (batch is null)
+        {
+            // Slots before any frame is locked: making room may quiesce the device, which waits for a running batch
+            // whose thread may need those frames. A batch's pages got their slots when it was filled (and its thread,
+            // which may be the one calling, must never wait for its own launch).
+            foreach (var (start, end) in runs)
+            {
+                ReserveSlots(start, end);
+            }
+        }
+
         if (IsDeviceResident)
         {
             long pages = 0;
@@ -125,7 +136,7 @@ public sealed partial class DeviceMirror
             for (var i = first; i < held.Count; i++)
             {
                 var page = held[i].Address >> PagePool.PageShift;
-                var slot = _pageTable.SlotFor(page);
+                var slot = ReservedSlotLocked(page);
                 if (batch is not null)
                 {
                     // Before the entry: a revocation must never find the page mapped without its hold.
