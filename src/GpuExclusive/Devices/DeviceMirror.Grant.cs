@@ -133,6 +133,13 @@ public sealed partial class DeviceMirror
                 return 0; // the frames stay held until released; the pages are simply not mapped on the device
             }
 
+            if (batch is not null && !AcceptsHoldsLocked(batch, launch))
+            {
+                // The run (or launch) this grant serves is over: a hold now would outlive it, and nobody waits for the
+                // page. Map nothing, as after a retry: the CPU's next touch takes the page back with no device to wait for.
+                return 0;
+            }
+
             for (var i = first; i < held.Count; i++)
             {
                 var page = held[i].Address >> PagePool.PageShift;
