@@ -24,9 +24,11 @@ public sealed partial class DeviceMirror
     /// takes what the kernel recorded in its fault ring, and grants and maps the pages the kernel waits for (or refuses
     /// the ops whose pages can never be granted). Returns true when it mapped or refused something.
     /// </summary>
-    internal bool ServiceLaunchFaults(LaunchFaults launch)
+    internal bool ServiceLaunchFaults(LaunchFaults launch) => ServiceLaunchFaults(launch, _device.Launcher.FaultCount);
+
+    /// <summary><see cref="ServiceLaunchFaults(LaunchFaults)"/> with the fault count read (separate for tests).</summary>
+    internal bool ServiceLaunchFaults(LaunchFaults launch, int count)
     {
-        var count = _device.Launcher.FaultCount;
         if (count == launch.Consumed && launch.Wanted.Count == 0)
         {
             return false;
@@ -107,6 +109,13 @@ public sealed partial class DeviceMirror
         {
             ThrowIfDisposedLocked();
             var consumed = launch.Consumed;
+            if (count - consumed < 0)
+            {
+                // The count went back: the records were reset after this launch's service first looked, and what it
+                // took then was a previous launch's. Start over (launches reset before the service starts; a defence).
+                consumed = 0;
+            }
+
             if (count - consumed > ring.Length)
             {
                 // Lapped: some records were overwritten. The threads that wrote them give up waiting in time and the
