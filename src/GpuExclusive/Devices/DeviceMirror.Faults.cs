@@ -133,7 +133,9 @@ public sealed partial class DeviceMirror
                     break; // counted but not written yet: the next call takes it
                 }
 
-                Volatile.Write(ref entry, 0);
+                // Zero it only if it still holds what was read: a kernel that lapped the ring meanwhile wrote a newer
+                // record here, which a plain store would wipe — and the consumer would stall at this slot, one lap on.
+                Interlocked.CompareExchange(ref entry, 0, recorded);
                 consumed++;
                 var op = recorded - 1;
                 var slot = launch.Batch.Ops[op].Slot;
