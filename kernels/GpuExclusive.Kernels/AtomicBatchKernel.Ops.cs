@@ -172,8 +172,10 @@ internal static partial class AtomicBatchKernel
         if (!DevicePte.IsWanted(shared.Or(table, slot, DevicePte.Wanted)))
         {
             // The ring's length is a power of two; an entry is op + 1 (0: not yet written) and the host zeroes what it took.
+            // A release: the host that takes the record grants the page with this op as its hold's floor, and reads the
+            // awaited-op word stored above to tell whether the thread has used the page yet — it must see that store.
             var at = shared.Add(control, ControlBlock.FaultCount, 1);
-            shared.StoreRelaxed(faults, at & (faults.Length - 1), (int)op + 1);
+            shared.StoreRelease(faults, at & (faults.Length - 1), (int)op + 1);
         }
 
         var outcome = Wait.GaveUp;
