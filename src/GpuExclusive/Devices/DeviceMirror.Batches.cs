@@ -374,6 +374,13 @@ public sealed partial class DeviceMirror
                     batch.Refused++;
                 }
             }
+
+            // As ServiceLaunchFaults does: a thread of an earlier launch may have marked the page wanted, and a mark
+            // left behind makes every later thread that faults on it think its fault is recorded already.
+            foreach (var page in refused.Keys)
+            {
+                _pageTable.Unmark(page);
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using GpuExclusive.Kernels;
 using GpuExclusive.Paging;
 
 namespace GpuExclusive;
@@ -50,6 +51,27 @@ public sealed partial class DeviceMirror
         }
 
         return slot;
+    }
+
+    /// <summary>Test hook: the device PTE of the page at <paramref name="address"/> now (<see cref="DevicePte.Invalid"/> if it has no slot).</summary>
+    internal long DeviceEntryForTest(ulong address)
+    {
+        lock (_lock)
+        {
+            return _pageTable.EntryOf(address >> PagePool.PageShift);
+        }
+    }
+
+    /// <summary>
+    /// Test hook: marks the page's device PTE <see cref="DevicePte.Wanted"/>, as a kernel thread that faulted on it does
+    /// (an interlocked or); the page must have a slot.
+    /// </summary>
+    internal void MarkWantedForTest(ulong address)
+    {
+        lock (_lock)
+        {
+            _pageTable.MarkWantedForTest(ReservedSlotLocked(address >> PagePool.PageShift));
+        }
     }
 
     /// <summary>

@@ -121,6 +121,13 @@ internal sealed class DevicePageTable
         Volatile.Write(ref _table[slot], entry);
     }
 
+    /// <summary>Test hook: sets the <see cref="DevicePte.Wanted"/> mark of <paramref name="slot"/>'s entry, as a faulting kernel thread does.</summary>
+    internal void MarkWantedForTest(int slot)
+    {
+        AssertLockHeld();
+        Interlocked.Or(ref _table[slot], DevicePte.Wanted);
+    }
+
     /// <summary>Clears the <see cref="DevicePte.Wanted"/> mark of <paramref name="page"/>'s entry, leaving its permission.</summary>
     internal void Unmark(ulong page)
     {

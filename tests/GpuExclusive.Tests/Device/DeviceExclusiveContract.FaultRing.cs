@@ -1,4 +1,5 @@
 using GpuExclusive.Devices;
+using GpuExclusive.Kernels;
 
 namespace GpuExclusive.Tests.Device;
 
@@ -27,6 +28,26 @@ public abstract partial class DeviceExclusiveContract
         Assert.Equal(0, Mirror.HoldCount); // the launch does not run: nothing was mapped for it
         Space.AtomicAdd(page, 1);
         Assert.Equal(1, Space.Read<int>(page));
+        AssertCleanTeardown();
+    }
+
+    [DeviceFact]
+    public void Run_RefusingAWantedPageBetweenLaunches_ClearsItsMark()
+    {
+        // A kernel thread of an earlier launch faulted on the page and marked it wanted, the launch ended before the host
+        // took its record, and the page became read-only meanwhile. The host refuses the op before the next launch; the
+        // mark must go with the refusal, as it does when the host refuses while the launch runs: a mark left behind
+        // tells every later thread that faults on the page that its fault is recorded already, and none records it.
+        var page = Space.Map(Page, Protection.ReadWrite);
+        var prepared = Own(Mirror.Prepare([new AtomicOp(page, AtomicKind.Add, 1)]));
+        Mirror.MarkWantedForTest(page);
+        Space.Protect(page, Page, Protection.Read);
+
+        var result = Mirror.Run(prepared);
+
+        Assert.Equal(1, result.PermissionDenied);
+        Assert.False(DevicePte.IsWanted(Mirror.DeviceEntryForTest(page)), "the refused page is still marked wanted");
+        Assert.Equal(0, Space.Read<int>(page));
         AssertCleanTeardown();
     }
 }
