@@ -117,8 +117,6 @@ public sealed partial class DeviceMirror
     /// <summary>Installs a Read or Write device PTE mirroring the CPU PTE (<c>hmm_range_fault</c>), retrying on a racing invalidation.</summary>
     private DeviceStatus FaultForAccess(ulong page, bool isWrite)
     {
-        // The slot first, with no lock held: making room for it may quiesce the device.
-        ReserveSlots(page, page + PagePool.PageSize);
         var interval = new GrantInterval(_device);
         using var registration = Space.InsertIntervalNotifier(interval, page, PagePool.PageSize);
         while (true)
@@ -138,10 +136,16 @@ public sealed partial class DeviceMirror
                     continue;
                 }
 
-                var slot = ReservedSlotLocked(page >> PagePool.PageShift);
-                _pageTable.Set(slot, DevicePte.Make(frame, isWrite ? DevicePte.Write : DevicePte.Read));
-                return DeviceStatus.Ok;
+                if (_pageTable.TrySlotFor(page >> PagePool.PageShift, out var slot))
+                {
+                    _pageTable.Set(slot, DevicePte.Make(frame, isWrite ? DevicePte.Write : DevicePte.Read));
+                    return DeviceStatus.Ok;
+                }
             }
+
+            // The device page table is full: grow it with no lock held (a growth quiesces the device:
+            // docs/architecture.md, "lock order"), then fault the page in again.
+            GrowPageTable(1);
         }
     }
 

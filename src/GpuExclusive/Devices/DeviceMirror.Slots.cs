@@ -5,52 +5,21 @@ namespace GpuExclusive;
 
 // Device page-table slots, and the table's growth (docs/architecture.md, "lock order"): a growth quiesces the device,
 // which waits for the running batch's thread — and that thread takes the mirror lock and page locks to service its
-// launch's faults. So nothing here quiesces with either held: slots are reserved before a grant locks any frame, and
-// a full table is grown between two attempts under the mirror lock.
+// launch's faults. So a full table is never grown where it is found full, under the mirror lock (and, for a grant,
+// with frames locked): the caller lets go of both, grows it here, and tries again.
 public sealed partial class DeviceMirror
 {
-    // Pages whose slots are reserved under one acquisition of the mirror lock: a revocation waiting for the lock does
-    // not wait for a huge range (as the batch fill's chunks).
-    private const int SlotChunk = 4096;
-
-    /// <summary>
-    /// Gives every page of <c>[start, end)</c> a device page-table slot, growing the table as needed. Called with no
-    /// mirror lock and no frame lock held (a growth quiesces the device); slots are never taken back while the mirror
-    /// lives, so the pages still have them when the caller maps them.
-    /// </summary>
-    private void ReserveSlots(ulong start, ulong end)
-    {
-        var at = start;
-        while (at < end)
-        {
-            var stop = end - at > SlotChunk * PagePool.PageSize ? at + (SlotChunk * PagePool.PageSize) : end;
-            lock (_lock)
-            {
-                ThrowIfDisposedLocked();
-                while (at < stop && _pageTable.TrySlotFor(at >> PagePool.PageShift, out _))
-                {
-                    at += PagePool.PageSize;
-                }
-            }
-
-            if (at < stop)
-            {
-                // The rest of the chunk may need a slot each: make room for them with one quiesce.
-                GrowPageTable((int)((stop - at) >> PagePool.PageShift));
-            }
-        }
-    }
-
-    /// <summary>The slot of <paramref name="page"/>, which the caller reserved (<see cref="ReserveSlots"/>) or a batch's fill created.</summary>
-    private int ReservedSlotLocked(ulong page)
+    /// <summary>The pages of <paramref name="held"/> from <paramref name="from"/> on that have no device page-table slot yet.</summary>
+    private int CountWithoutSlotLocked(List<GrantedPage> held, int from)
     {
         AssertMirrorLockHeld();
-        if (!_pageTable.TryGetSlot(page, out var slot))
+        var count = 0;
+        for (var i = from; i < held.Count; i++)
         {
-            throw new InvalidOperationException($"page 0x{page << PagePool.PageShift:x} has no device page-table slot: it was mapped without one being reserved");
+            count += _pageTable.TryGetSlot(held[i].Address >> PagePool.PageShift, out _) ? 0 : 1;
         }
 
-        return slot;
+        return count;
     }
 
     /// <summary>Test hook: the device PTE of the page at <paramref name="address"/> now (<see cref="DevicePte.Invalid"/> if it has no slot).</summary>
@@ -64,13 +33,16 @@ public sealed partial class DeviceMirror
 
     /// <summary>
     /// Test hook: marks the page's device PTE <see cref="DevicePte.Wanted"/>, as a kernel thread that faulted on it does
-    /// (an interlocked or); the page must have a slot.
+    /// (an interlocked or); nothing for a page without a slot.
     /// </summary>
     internal void MarkWantedForTest(ulong address)
     {
         lock (_lock)
         {
-            _pageTable.MarkWantedForTest(ReservedSlotLocked(address >> PagePool.PageShift));
+            if (_pageTable.TryGetSlot(address >> PagePool.PageShift, out var slot))
+            {
+                _pageTable.MarkWantedForTest(slot);
+            }
         }
     }
 

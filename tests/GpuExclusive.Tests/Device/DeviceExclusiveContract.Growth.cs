@@ -74,4 +74,28 @@ public abstract partial class DeviceExclusiveContract
 
         AssertCleanTeardown();
     }
+
+    [DeviceFact]
+    public void DeviceReads_AndOneGrant_PastTheTable_GrowIt_AndMapEveryPage()
+    {
+        // Device reads of 1100 pages need more slots than the first table has (a growth between two faults), and then
+        // one grant of 2100 pages finds the table full part way: it maps what fits, grows the table with its frames
+        // released, and grants the rest.
+        const int ReadPages = 1100;
+        const int GrantPages = 2100;
+        var read = MapIota(ReadPages);
+        var seen = new int[ReadPages * (int)Page / sizeof(int)];
+        Assert.Equal(DeviceStatus.Ok, Mirror.Read(read, System.Runtime.InteropServices.MemoryMarshal.AsBytes(seen.AsSpan())));
+        Assert.Equal(Enumerable.Range(0, seen.Length), seen);
+
+        var granted = Space.Map(GrantPages * Page, Protection.ReadWrite);
+        Assert.Equal(GrantPages, Mirror.MakeExclusive(granted, GrantPages * Page));
+        Assert.Equal(GrantPages, Mirror.CountExclusive(granted, GrantPages * Page));
+        var ops = Enumerable.Range(0, GrantPages).Select(p => new AtomicOp(granted + ((ulong)p * Page), AtomicKind.Add, p)).ToArray();
+        var result = Mirror.Run(ops);
+        Assert.Equal(GrantPages, result.Completed);
+        Assert.Equal(0, result.DeviceFaults);
+        Assert.Equal(GrantPages - 1, Space.Read<int>(granted + ((GrantPages - 1) * Page)));
+        AssertCleanTeardown();
+    }
 }
