@@ -248,8 +248,8 @@ internal sealed class DevicePageTable
 
     /// <summary>
     /// Grows the table until <paramref name="free"/> more slots fit: a copy and a swap of the memory the kernels read.
-    /// The caller holds the mirror lock and has quiesced the device (in that order's reverse: quiesce first, then the
-    /// lock), so no kernel reads the old table and no slot is taken meanwhile.
+    /// The caller quiesced the device first and then took the mirror lock (never the other way round:
+    /// docs/architecture.md, "lock order"), so no kernel reads the old table and no slot is taken meanwhile.
     /// </summary>
     internal unsafe void GrowLocked(int free)
     {
