@@ -98,7 +98,7 @@ internal static partial class AtomicBatchKernel
                 return Outcome.LeftForHost;
             }
 
-            var waited = AwaitGrant(shared, i, op.Slot, entry, thread, waitLimit, states, table, control, faults, progress, ref beats);
+            var waited = AwaitGrant(shared, i, op.Slot, thread, waitLimit, states, table, control, faults, progress, ref beats);
             if (waited == Wait.Stop)
             {
                 return Outcome.Stopped;
@@ -152,7 +152,6 @@ internal static partial class AtomicBatchKernel
         TScope shared,
         long op,
         int slot,
-        long entry,
         int thread,
         int waitLimit,
         SharedView<int> states,
@@ -167,12 +166,16 @@ internal static partial class AtomicBatchKernel
 
         // Mark the entry wanted — a CPU access that has just taken the page back gives it straight back when it is done
         // — and record the fault for the host, unless another thread did both already (the host clears the mark when it
-        // writes the entry, and when it refuses the page).
-        if (!DevicePte.IsWanted(entry) && !DevicePte.IsWanted(shared.Or(table, slot, DevicePte.Wanted)))
+        // writes the entry, and when it refuses the page). Always the interlocked or, whose old value is the only
+        // answer to "marked already?": the entry the caller read may have lost its mark since (a host write), and a
+        // thread that trusted it would record nothing and wait out its whole limit for a grant nobody knows it needs.
+        if (!DevicePte.IsWanted(shared.Or(table, slot, DevicePte.Wanted)))
         {
             // The ring's length is a power of two; an entry is op + 1 (0: not yet written) and the host zeroes what it took.
+            // A release: the host that takes the record grants the page with this op as its hold's floor, and reads the
+            // awaited-op word stored above to tell whether the thread has used the page yet — it must see that store.
             var at = shared.Add(control, ControlBlock.FaultCount, 1);
-            shared.StoreRelaxed(faults, at & (faults.Length - 1), (int)op + 1);
+            shared.StoreRelease(faults, at & (faults.Length - 1), (int)op + 1);
         }
 
         var outcome = Wait.GaveUp;

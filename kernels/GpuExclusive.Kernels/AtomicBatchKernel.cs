@@ -18,8 +18,8 @@ namespace GpuExclusive.Kernels;
 /// </para>
 /// <para>
 /// <b>Hazard words</b> (docs/architecture.md, "the hazard protocol"). Before a thread reads an entry it publishes the
-/// slot in its hazard word (<see cref="HazardWord"/>; kept while its ops stay on that page, cleared when it faults or
-/// finishes). A revocation clears the entry and then waits only for hazard words naming that slot, so it never stops
+/// slot in its hazard word (<see cref="HazardWord"/>; kept while its ops stay on that page, cleared when it faults,
+/// skips an op that is no longer pending, or finishes). A revocation clears the entry and then waits only for hazard words naming that slot, so it never stops
 /// the kernel. In the PTX memory model the pair is a store-buffering (Dekker) litmus test, all four accesses morally
 /// strong at system scope:
 /// <code>
@@ -280,7 +280,8 @@ internal static partial class AtomicBatchKernel
         // The slot this thread's hazard word names (-1: none). It stays published across consecutive ops on one page —
         // each op still reads the entry, so a host waiting on the word sees it change within one op once the entry is
         // cleared — and is published anew, with the other flip bit, whenever the page changes: a host waiting for one
-        // publication sees the next as a change even if it never saw the zero in between.
+        // publication sees the next as a change even if it never saw the zero in between. Skipping an op that is no
+        // longer pending clears it: the thread works on no page then.
         var published = -1;
         var flip = 0;
         var untilPoll = 0;
@@ -311,6 +312,7 @@ internal static partial class AtomicBatchKernel
 
             if (shared.LoadRelaxed(states, i) != OpState.Pending)
             {
+                LeaveSkippedPage(shared, hazards, hazard, ref published);
                 continue;
             }
 
@@ -349,6 +351,7 @@ internal static partial class AtomicBatchKernel
             var i = deferred[d];
             if (shared.LoadRelaxed(states, i) != OpState.Pending)
             {
+                LeaveSkippedPage(shared, hazards, hazard, ref published);
                 continue;
             }
 
@@ -380,6 +383,20 @@ internal static partial class AtomicBatchKernel
         }
     }
 
+    /// <summary>
+    /// A thread skipping an op that is no longer pending (applied by an earlier launch, or refused) is not working on
+    /// any page: it clears its hazard word, once, so that a revocation of the page it last used does not wait until it
+    /// reaches its next pending op — a whole replayed share of skipped ops, perhaps.
+    /// </summary>
+    private static void LeaveSkippedPage<TScope>(TScope shared, SharedView<int> hazards, long hazard, ref int published)
+        where TScope : struct, IHostSharedMemory
+    {
+        if (published >= 0)
+        {
+            ChangeHazard(shared, hazards, hazard, 0);
+            published = -1;
+        }
+    }
 
     /// <summary>
     /// Changes or clears a thread's hazard word: a release (the atomics applied under the old word reach host memory

@@ -60,6 +60,7 @@ internal sealed class DeviceBatch : IDisposable
         LeftPending = false;
         Launch = null;
         HoldSlots.Clear();
+        RunEnded = false;
         StartedAt = Stopwatch.GetTimestamp();
     }
 
@@ -77,6 +78,13 @@ internal sealed class DeviceBatch : IDisposable
 
     /// <summary>Slots granted for this use of the batch with a quantum (their holds are dropped when the run ends).</summary>
     internal List<int> HoldSlots { get; } = [];
+
+    /// <summary>
+    /// True once this use's holds were dropped (set under the mirror lock as the run ends; cleared by <see cref="Reset"/>):
+    /// a grant that lands later — a CPU thread's page return that was already under way — must not add a hold, which
+    /// nothing would ever drop.
+    /// </summary>
+    internal bool RunEnded { get; set; }
 
     /// <summary>Ops the host marked <see cref="OpState.NotMapped"/> or <see cref="OpState.PermissionDenied"/> in this use.</summary>
     internal int Refused { get; set; }

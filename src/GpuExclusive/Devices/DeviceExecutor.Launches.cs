@@ -12,12 +12,19 @@ internal sealed partial class DeviceExecutor
     /// thread calls <paramref name="service"/> (the host's side of replayable device faults: it maps the pages the
     /// kernel waits for) as often as it finds work, and polls it at least once a millisecond otherwise.
     /// </summary>
+    /// <param name="launch">The blocking launch, run on the launcher thread.</param>
+    /// <param name="service">Called on the calling thread while the launch runs (see above).</param>
+    /// <param name="prepare">
+    /// Resets what the launch shares with the host that a previous launch left behind (the fault count and ring), once
+    /// the device is free and before the launch is handed over or <paramref name="service"/> is first called — so the
+    /// service never reads a previous launch's records as this one's. Runs under the executor's lock: memory writes only.
+    /// </param>
     /// <exception cref="DeviceFailedException">The launch made no progress for the timeout, or the device had failed before.</exception>
     /// <remarks>
     /// An exception from <paramref name="service"/> raises the stop flag, so the kernel leaves early, and is thrown
     /// once the launch has returned: the device is never left running a kernel nobody waits for.
     /// </remarks>
-    internal void Launch(Action launch, Func<bool>? service = null)
+    internal void Launch(Action launch, Func<bool>? service = null, Action? prepare = null)
     {
         long generation;
         lock (_gate)
@@ -25,6 +32,8 @@ internal sealed partial class DeviceExecutor
             WaitForIdleDeviceLocked(owner: null);
             // Clear the flag before claiming the device: if the device is gone this throws with nothing claimed.
             _setStopFlag(false);
+            // No kernel runs (the device is idle, and held by this lock): the shared records are the next launch's.
+            prepare?.Invoke();
             _running = true;
             Interlocked.Increment(ref _launches);
             generation = _launchGeneration;

@@ -146,6 +146,18 @@ internal sealed partial class DeviceExecutor : IDisposable
         }
     }
 
+    /// <summary>True while a caller has quiesced the device and no kernel runs (for DEBUG asserts of table swaps).</summary>
+    internal bool IsQuiesced
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _quiescers > 0 && !_running;
+            }
+        }
+    }
+
     /// <summary>A bound for a wait that happens outside the executor (a spin on a shared word).</summary>
     internal DeviceDeadline StartDeadline() => new(Timeout, _heartbeat);
 

@@ -136,10 +136,16 @@ public sealed partial class DeviceMirror
                     continue;
                 }
 
-                var slot = _pageTable.SlotFor(page >> PagePool.PageShift);
-                _pageTable.Set(slot, DevicePte.Make(frame, isWrite ? DevicePte.Write : DevicePte.Read));
-                return DeviceStatus.Ok;
+                if (_pageTable.TrySlotFor(page >> PagePool.PageShift, out var slot))
+                {
+                    _pageTable.Set(slot, DevicePte.Make(frame, isWrite ? DevicePte.Write : DevicePte.Read));
+                    return DeviceStatus.Ok;
+                }
             }
+
+            // The device page table is full: grow it with no lock held (a growth quiesces the device:
+            // docs/architecture.md, "lock order"), then fault the page in again.
+            GrowPageTable(1);
         }
     }
 

@@ -201,16 +201,30 @@ public sealed partial class DeviceMirror
 
     private void FillChunk(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end, ref SortedSet<ulong>? notAtomic)
     {
-        lock (_lock)
+        var next = start;
+        while (true)
         {
-            ThrowIfDisposedLocked();
-            FillChunkLocked(batch, ops, start, end, ref notAtomic);
+            lock (_lock)
+            {
+                ThrowIfDisposedLocked();
+                next = FillChunkLocked(batch, ops, next, end, ref notAtomic);
+            }
+
+            if (next == end)
+            {
+                return;
+            }
+
+            // The device page table is full: grow it with the mirror lock released (a growth quiesces the device, and
+            // a running batch's thread needs this lock to get there), then go on from the op that did not fit.
+            GrowPageTable(1);
         }
     }
 
     // The loop of FillChunk, outside its lock's try/finally: locals live across an exception-handling region stay on
-    // the stack, and this loop runs once per op.
-    private void FillChunkLocked(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end, ref SortedSet<ulong>? notAtomic)
+    // the stack, and this loop runs once per op. Returns end, or the first op whose page needs a slot the full device
+    // page table has no room for.
+    private int FillChunkLocked(DeviceBatch batch, ReadOnlySpan<AtomicOp> ops, int start, int end, ref SortedSet<ulong>? notAtomic)
     {
         AssertMirrorLockHeld();
         var target = batch.Ops.AsSpan(end);
@@ -224,7 +238,11 @@ public sealed partial class DeviceMirror
             if (page != lastPage)
             {
                 // Runs of ops on one page (a contended counter) look their slot up once.
-                lastSlot = _pageTable.SlotFor(page);
+                if (!_pageTable.TrySlotFor(page, out lastSlot))
+                {
+                    return i;
+                }
+
                 lastPage = page;
                 var entry = _pageTable.Entry(lastSlot);
                 if (DevicePte.Permission(entry) != DevicePte.Atomic)
@@ -247,6 +265,8 @@ public sealed partial class DeviceMirror
                 Comparand = op.Comparand,
             };
         }
+
+        return end;
     }
 
     /// <summary>
@@ -354,6 +374,13 @@ public sealed partial class DeviceMirror
                     Volatile.Write(ref batch.States[i], state);
                     batch.Refused++;
                 }
+            }
+
+            // As ServiceLaunchFaults does: a thread of an earlier launch may have marked the page wanted, and a mark
+            // left behind makes every later thread that faults on it think its fault is recorded already.
+            foreach (var page in refused.Keys)
+            {
+                _pageTable.Unmark(page);
             }
         }
     }

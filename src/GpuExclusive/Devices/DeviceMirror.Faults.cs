@@ -24,9 +24,11 @@ public sealed partial class DeviceMirror
     /// takes what the kernel recorded in its fault ring, and grants and maps the pages the kernel waits for (or refuses
     /// the ops whose pages can never be granted). Returns true when it mapped or refused something.
     /// </summary>
-    internal bool ServiceLaunchFaults(LaunchFaults launch)
+    internal bool ServiceLaunchFaults(LaunchFaults launch) => ServiceLaunchFaults(launch, _device.Launcher.FaultCount);
+
+    /// <summary><see cref="ServiceLaunchFaults(LaunchFaults)"/> with the fault count read (separate for tests).</summary>
+    internal bool ServiceLaunchFaults(LaunchFaults launch, int count)
     {
-        var count = _device.Launcher.FaultCount;
         if (count == launch.Consumed && launch.Wanted.Count == 0)
         {
             return false;
@@ -107,6 +109,13 @@ public sealed partial class DeviceMirror
         {
             ThrowIfDisposedLocked();
             var consumed = launch.Consumed;
+            if (count - consumed < 0)
+            {
+                // The count went back: the records were reset after this launch's service first looked, and what it
+                // took then was a previous launch's. Start over (launches reset before the service starts; a defence).
+                consumed = 0;
+            }
+
             if (count - consumed > ring.Length)
             {
                 // Lapped: some records were overwritten. The threads that wrote them give up waiting in time and the
@@ -124,7 +133,9 @@ public sealed partial class DeviceMirror
                     break; // counted but not written yet: the next call takes it
                 }
 
-                Volatile.Write(ref entry, 0);
+                // Zero it only if it still holds what was read: a kernel that lapped the ring meanwhile wrote a newer
+                // record here, which a plain store would wipe — and the consumer would stall at this slot, one lap on.
+                Interlocked.CompareExchange(ref entry, 0, recorded);
                 consumed++;
                 var op = recorded - 1;
                 var slot = launch.Batch.Ops[op].Slot;
@@ -185,6 +196,44 @@ public sealed partial class DeviceMirror
             }
 
             batch.HoldSlots.Clear();
+            batch.RunEnded = true; // under the lock GrantAndMap tests it under: no hold of this run can come after
+        }
+    }
+
+    /// <summary>
+    /// True when a grant may still add holds for <paramref name="batch"/> (under the mirror lock): its run has not
+    /// ended, and <paramref name="launch"/>, if the grant serves one, still runs. The run's end is what makes a late hold
+    /// leak; the launch test also refuses a grant for a launch of an earlier use of a reused batch, whose
+    /// <see cref="DeviceBatch.RunEnded"/> the new use cleared.
+    /// </summary>
+    private bool AcceptsHoldsLocked(DeviceBatch batch, LaunchFaults? launch)
+    {
+        AssertMirrorLockHeld();
+        return !batch.RunEnded && (launch is null || launch.Running);
+    }
+
+    /// <summary>Holds left now (for tests: none once no run is in progress).</summary>
+    internal int HoldCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _holds.Count;
+            }
+        }
+    }
+
+    /// <summary>Reports holds that outlived their run: a hold nothing will ever drop (under the mirror lock).</summary>
+    private void CollectHoldViolationsLocked(List<string> violations)
+    {
+        AssertMirrorLockHeld();
+        foreach (var (slot, hold) in _holds)
+        {
+            if (hold.Batch.RunEnded || !hold.Batch.HoldSlots.Contains(slot))
+            {
+                violations.Add($"device {_device.Name}: a hold on page 0x{_pageTable.PageOf(slot) << PagePool.PageShift:x} outlived the batch run it served (#6)");
+            }
         }
     }
 
@@ -194,7 +243,7 @@ public sealed partial class DeviceMirror
     /// is done (<see cref="AddressSpace.DeferUntilAccessDone"/>), so the device does not wait for the servicing thread to
     /// be scheduled. Best effort: anything that goes wrong leaves the page to that thread.
     /// </summary>
-    private sealed class PageReturn(DeviceMirror mirror, ulong address, LaunchFaults launch)
+    internal sealed class PageReturn(DeviceMirror mirror, ulong address, LaunchFaults launch)
     {
         // How long the CPU access that took the page waits for a thread of the batch to want it back: 10 µs.
         private static readonly long WantedWaitTicks = Stopwatch.Frequency / 100_000;
@@ -224,19 +273,29 @@ public sealed partial class DeviceMirror
                 Thread.SpinWait(8);
             }
 
-            if (DevicePte.Permission(entry) == DevicePte.Atomic || !DevicePte.IsWanted(entry))
+            if (DevicePte.Permission(entry) == DevicePte.Atomic || !DevicePte.IsWanted(entry) || !launch.Running)
             {
-                return; // mapped already, or nobody waits for it
+                return; // mapped already, nobody waits for it, or the launch that wanted it is over
             }
 
+            Grant();
+        }
+
+        /// <summary>
+        /// The grant itself. The launch may end, and its run with it, at any moment before the grant takes the mirror
+        /// lock: <c>GrantAndMap</c> then maps nothing (no hold may outlive the run). Returns the pages mapped.
+        /// </summary>
+        internal int Grant()
+        {
             var held = new List<GrantedPage>();
             try
             {
-                mirror.GrantAndMap([(address, address + PagePool.PageSize)], held, launch.Batch, launch, serviced: false);
+                return mirror.GrantAndMap([(address, address + PagePool.PageSize)], held, launch.Batch, launch, serviced: false);
             }
             catch (Exception ex) when (ex is MemoryAccessException or NotSupportedException or ObjectDisposedException or DeviceFailedException or InsufficientMemoryException)
             {
                 // The mapping or the device changed meanwhile: the servicing thread sorts it out.
+                return 0;
             }
             finally
             {

@@ -35,13 +35,22 @@ public sealed partial class DeviceMirror
                 break; // an invalidation hit every attempt: report what was granted
             }
 
+            var slotsNeeded = 0;
             try
             {
-                GrantAndMap(next, end, held);
+                slotsNeeded = GrantAndMap(next, end, held);
             }
             finally
             {
                 ReleaseAll(held);
+            }
+
+            if (slotsNeeded > 0)
+            {
+                // The device page table was full: grow it now that no frame is locked and no lock held (a growth
+                // quiesces the device, and a running batch's thread may need those: docs/architecture.md, "lock
+                // order"), then grant what is left.
+                GrowPageTable(slotsNeeded);
             }
         }
 
@@ -79,17 +88,36 @@ public sealed partial class DeviceMirror
     /// <summary>
     /// Grants <c>[start, end)</c> (as far as the space lets us without waiting while holding locks) and maps the pages
     /// Atomic, unless an invalidation overlapped the grant (then nothing is mapped and the caller retries): the
-    /// <c>mmu_interval_read_begin/retry</c> loop of nouveau, with a temporary interval notifier over the range.
+    /// <c>mmu_interval_read_begin/retry</c> loop of nouveau, with a temporary interval notifier over the range. Returns
+    /// the slots the full device page table lacked for pages it granted but could not map (0 normally): the caller grows
+    /// the table once it has released the frames, and retries.
     /// </summary>
-    private void GrantAndMap(ulong start, ulong end, List<GrantedPage> held) => GrantAndMap([(start, end)], held, batch: null, launch: null, serviced: false);
+    private int GrantAndMap(ulong start, ulong end, List<GrantedPage> held)
+    {
+        GrantAndMap([(start, end)], held, batch: null, launch: null, serviced: false, out var slotsNeeded);
+        return slotsNeeded;
+    }
 
     /// <summary>
-    /// Grants <paramref name="runs"/> and maps what it granted Atomic (see the overload for one range); for a
-    /// <paramref name="batch"/>, each page mapped gets a hold of one quantum (and the fault of
-    /// <paramref name="launch"/> it serves as its floor). Returns the pages mapped.
+    /// Grants <paramref name="runs"/> for <paramref name="batch"/> and maps what it granted Atomic, each page with a hold
+    /// of one quantum (and the fault of <paramref name="launch"/> it serves as its floor). Returns the pages mapped.
     /// </summary>
-    private int GrantAndMap(IReadOnlyList<(ulong Start, ulong End)> runs, List<GrantedPage> held, DeviceBatch? batch, LaunchFaults? launch, bool serviced)
+    private int GrantAndMap(IReadOnlyList<(ulong Start, ulong End)> runs, List<GrantedPage> held, DeviceBatch batch, LaunchFaults? launch, bool serviced)
     {
+        var mapped = GrantAndMap(runs, held, batch, launch, serviced, out var slotsNeeded);
+        System.Diagnostics.Debug.Assert(slotsNeeded == 0, "a batch's pages got their slots when it was filled");
+        return mapped;
+    }
+
+    /// <summary>
+    /// Grants <paramref name="runs"/> and maps what it granted Atomic; for a <paramref name="batch"/>, each page mapped
+    /// gets a hold. Returns the pages mapped; <paramref name="slotsNeeded"/> counts the granted pages left unmapped
+    /// because the device page table was full — it grows only with no lock held (docs/architecture.md, "lock order"),
+    /// so they stay granted on the CPU side only, as after a retry. A batch's pages always have their slots.
+    /// </summary>
+    private int GrantAndMap(IReadOnlyList<(ulong Start, ulong End)> runs, List<GrantedPage> held, DeviceBatch? batch, LaunchFaults? launch, bool serviced, out int slotsNeeded)
+    {
+        slotsNeeded = 0;
         if (IsDeviceResident)
         {
             long pages = 0;
@@ -122,10 +150,22 @@ public sealed partial class DeviceMirror
                 return 0; // the frames stay held until released; the pages are simply not mapped on the device
             }
 
+            if (batch is not null && !AcceptsHoldsLocked(batch, launch))
+            {
+                // The run (or launch) this grant serves is over: a hold now would outlive it, and nobody waits for the
+                // page. Map nothing, as after a retry: the CPU's next touch takes the page back with no device to wait for.
+                return 0;
+            }
+
             for (var i = first; i < held.Count; i++)
             {
                 var page = held[i].Address >> PagePool.PageShift;
-                var slot = _pageTable.SlotFor(page);
+                if (!_pageTable.TrySlotFor(page, out var slot))
+                {
+                    slotsNeeded = CountWithoutSlotLocked(held, i);
+                    return i - first;
+                }
+
                 if (batch is not null)
                 {
                     // Before the entry: a revocation must never find the page mapped without its hold.

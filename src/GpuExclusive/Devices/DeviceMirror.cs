@@ -112,7 +112,10 @@ public sealed partial class DeviceMirror : IDisposable
 
     internal MemoryBuffer PoolBuffer => _pool;
 
-    /// <summary>Checks invariant 3 of docs/architecture.md for this mirror: every Atomic device PTE maps a frame whose CPU entry is device-exclusive.</summary>
+    /// <summary>
+    /// Checks invariant 3 of docs/architecture.md for this mirror — every Atomic device PTE maps a frame whose CPU entry is
+    /// device-exclusive — and that no hold outlived the batch run it served.
+    /// </summary>
     internal void CollectViolations(List<string> violations)
     {
         lock (_lock)
@@ -149,6 +152,7 @@ public sealed partial class DeviceMirror : IDisposable
             }
 
             CollectResidentViolationsLocked(violations);
+            CollectHoldViolationsLocked(violations);
         }
     }
 

@@ -12,9 +12,16 @@ namespace GpuExclusive.Devices;
 /// quiesced, since running kernels read the old one.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Not thread-safe: every member runs under the owning mirror's lock (asserted in DEBUG builds), except
 /// <see cref="Shared"/>, which a launch reads while the device is not quiesced (a swap quiesces it first), and the
 /// kernels' own accesses.
+/// </para>
+/// <para>
+/// The table never grows by itself: <see cref="TrySlotFor"/> says when a new slot does not fit, and the mirror grows
+/// it (<see cref="GrowLocked"/>) after quiescing the device with its lock released — a quiesce waits for the running
+/// batch's thread, which takes the mirror lock to service its launch's faults (docs/architecture.md, "lock order").
+/// </para>
 /// </remarks>
 internal sealed class DevicePageTable
 {
@@ -74,19 +81,23 @@ internal sealed class DevicePageTable
         return _slots.TryGetValue(page, out slot);
     }
 
-    /// <summary>The slot of <paramref name="page"/>'s entry, creating it (and growing the table) on first use.</summary>
+    /// <summary>
+    /// The slot of <paramref name="page"/>'s entry, created on first use; false (and no slot) when the page needs a new
+    /// slot and the table is full: the caller releases the mirror lock, grows the table and tries again.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal int SlotFor(ulong page)
+    internal bool TrySlotFor(ulong page, out int slot)
     {
         AssertLockHeld();
         var fastIndex = page - (PageTable.FastBase >> PagePool.PageShift);
         var fastSlots = _fastSlots;
         if (fastIndex < (ulong)fastSlots.Length && fastSlots[(int)fastIndex] != 0)
         {
-            return fastSlots[(int)fastIndex] - 1;
+            slot = fastSlots[(int)fastIndex] - 1;
+            return true;
         }
 
-        return SlotForSlow(page, fastIndex);
+        return TrySlotForSlow(page, fastIndex, out slot);
     }
 
     /// <summary>The page slot <paramref name="slot"/> maps.</summary>
@@ -108,6 +119,13 @@ internal sealed class DevicePageTable
     {
         AssertLockHeld();
         Volatile.Write(ref _table[slot], entry);
+    }
+
+    /// <summary>Test hook: sets the <see cref="DevicePte.Wanted"/> mark of <paramref name="slot"/>'s entry, as a faulting kernel thread does.</summary>
+    internal void MarkWantedForTest(int slot)
+    {
+        AssertLockHeld();
+        Interlocked.Or(ref _table[slot], DevicePte.Wanted);
     }
 
     /// <summary>Clears the <see cref="DevicePte.Wanted"/> mark of <paramref name="page"/>'s entry, leaving its permission.</summary>
@@ -228,18 +246,47 @@ internal sealed class DevicePageTable
         }
     }
 
-    /// <summary><see cref="SlotFor"/> outside the flat index: the dictionary, or a new slot.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private int SlotForSlow(ulong page, ulong fastIndex)
+    /// <summary>
+    /// Grows the table until <paramref name="free"/> more slots fit: a copy and a swap of the memory the kernels read.
+    /// The caller quiesced the device first and then took the mirror lock (never the other way round:
+    /// docs/architecture.md, "lock order"), so no kernel reads the old table and no slot is taken meanwhile.
+    /// </summary>
+    internal unsafe void GrowLocked(int free)
     {
-        if (_slots.TryGetValue(page, out var slot))
+        AssertLockHeld();
+        Debug.Assert(_device.Executor.IsQuiesced, "the device page table is swapped only while the device is quiesced");
+        var length = (long)_table.Length;
+        if (length - _slotCount >= free)
         {
-            return slot;
+            return; // another thread grew it while this one waited for the device
+        }
+
+        AssertInvariants(); // once per growth: linear in the slots, constant per slot
+        while (length - _slotCount < free)
+        {
+            length *= 2;
+        }
+
+        var grown = _device.AllocateShared<long>(length);
+        var old = _table;
+        Buffer.MemoryCopy(old.Pointer, grown.Pointer, grown.Length * sizeof(long), old.Length * sizeof(long));
+        _table = grown;
+        _device.Retire(old);
+    }
+
+    /// <summary><see cref="TrySlotFor"/> outside the flat index: the dictionary, or a new slot if one fits.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool TrySlotForSlow(ulong page, ulong fastIndex, out int slot)
+    {
+        if (_slots.TryGetValue(page, out slot))
+        {
+            return true;
         }
 
         if (_slotCount == _table.Length)
         {
-            Grow();
+            slot = -1;
+            return false;
         }
 
         slot = _slotCount++;
@@ -260,26 +307,7 @@ internal sealed class DevicePageTable
             _fastSlots[fastIndex] = slot + 1;
         }
 
-        return slot;
-    }
-
-    /// <summary>Doubles the table: a copy and a swap with no kernel running (the device is quiesced meanwhile).</summary>
-    private unsafe void Grow()
-    {
-        AssertInvariants(); // once per doubling: linear in the slots, constant per slot
-        var grown = _device.AllocateShared<long>(_table.Length * 2);
-        _device.Executor.Quiesce();
-        try
-        {
-            var old = _table;
-            Buffer.MemoryCopy(old.Pointer, grown.Pointer, grown.Length * sizeof(long), old.Length * sizeof(long));
-            _table = grown;
-            _device.Retire(old);
-        }
-        finally
-        {
-            _device.Executor.Resume();
-        }
+        return true;
     }
 
     [Conditional("DEBUG")]

@@ -123,7 +123,7 @@ internal sealed class KernelLauncher
 
     /// <summary>
     /// Runs one launch of the atomic batch kernel (through the executor: one kernel at a time, stoppable), servicing the
-    /// device faults it records while it runs (<see cref="DeviceMirror.ServiceLaunchFaults"/>): a kernel thread that
+    /// device faults it records while it runs (<see cref="DeviceMirror.ServiceLaunchFaults(LaunchFaults)"/>): a kernel thread that
     /// faults waits for the page instead of ending the launch.
     /// </summary>
     internal void LaunchBatch(DeviceBatch batch, DeviceMirror mirror)
@@ -144,7 +144,9 @@ internal sealed class KernelLauncher
                 // Read the table inside the launch: it is only swapped while the executor is quiesced.
                 LaunchOnce(_kernel, batch, mirror.TableShared, mirror.PoolBuffer, faults);
             },
-            () => mirror.ServiceLaunchFaults(faults));
+            () => mirror.ServiceLaunchFaults(faults),
+            // Before the service's first look at the ring, which comes as soon as the launch is handed over.
+            prepare: () => ResetFaultRecords(batch));
         FinishLaunch(batch, faults);
     }
 
@@ -158,7 +160,7 @@ internal sealed class KernelLauncher
         var raw = LazyInitializer.EnsureInitialized(
             ref _rawKernel,
             () => LoadBatchKernel(_accelerator, _onCpu ? AtomicBatchKernel.ApplyWithoutHazardsOnCpuAccelerator : AtomicBatchKernel.ApplyWithoutHazards));
-        Executor.Launch(() => LaunchOnce(raw, batch, table.Shared(), memory, faults: null));
+        Executor.Launch(() => LaunchOnce(raw, batch, table.Shared(), memory, faults: null), prepare: () => ResetFaultRecords(batch));
     }
 
     /// <summary>One blocking launch of a batch kernel over the whole grid (on the launcher thread).</summary>
@@ -166,7 +168,6 @@ internal sealed class KernelLauncher
     {
         // On the launcher thread: CUDA launches and synchronizes in the context current on the calling thread.
         _accelerator.Bind();
-        ResetFaultRecords(batch);
         var bytes = memory.AsRawArrayView();
         var count = batch.Count;
         Hazards.LaunchBegins();
@@ -228,7 +229,11 @@ internal sealed class KernelLauncher
         _accelerator.DefaultStream.Synchronize();
     }
 
-    /// <summary>Empties the fault count, the left-pending flag and (where its last launch recorded faults) the fault ring.</summary>
+    /// <summary>
+    /// Empties the fault count, the left-pending flag and (where its last launch recorded faults) the fault ring: with
+    /// the device held and no kernel running (a one-shot launch's prepare step, or a resident batch before its doorbell),
+    /// never after the host has started servicing the launch.
+    /// </summary>
     private void ResetFaultRecords(DeviceBatch ringOwner)
     {
         Volatile.Write(ref _control[ControlBlock.FaultCount], 0);

@@ -117,6 +117,34 @@ public sealed class BoundedWaitTests
     }
 
     [Fact]
+    public void Launch_RunsItsPrepare_BeforeTheLaunchIsHandedOver_AndBeforeTheFirstServiceCall()
+    {
+        // The service reads what the launch records (its fault ring) from its first call, which comes as soon as the
+        // launch is handed over: the previous launch's records must be gone by then.
+        using var executor = NewExecutor(onFailure: _ => Assert.Fail("declared failed"));
+        var events = new System.Collections.Concurrent.ConcurrentQueue<string>();
+
+        executor.Launch(
+            () =>
+            {
+                events.Enqueue("launch");
+                Thread.Sleep(20);
+            },
+            () =>
+            {
+                events.Enqueue("service");
+                return false;
+            },
+            prepare: () => events.Enqueue("prepare"));
+
+        var order = events.ToArray();
+        Assert.Equal("prepare", order[0]);
+        Assert.Equal(1, order.Count(e => e == "prepare"));
+        Assert.Contains("launch", order);
+        Assert.Contains("service", order);
+    }
+
+    [Fact]
     public void Fail_CalledTwice_DeclaresOnce()
     {
         var failures = 0;

@@ -22,6 +22,9 @@ internal static class HostSharedMemoryRules
     /// <summary>The device page table parameter.</summary>
     public const string Table = "table";
 
+    /// <summary>The fault ring parameter.</summary>
+    public const string Faults = "faults";
+
     /// <summary>The control block parameter.</summary>
     public const string Control = "control";
 
@@ -55,6 +58,13 @@ internal static class HostSharedMemoryRules
             if (Through(at, Hazards) && at.Writes && !(at.Is("sys") && (at.Is("release") || at.Is("acq_rel"))))
             {
                 Report(PtxRule.HazardWriteNotRelease, at, "a hazard change must release, at system scope, the atomics applied under the old word (st.release.sys)");
+            }
+
+            // A fault record tells the host which op a thread awaits; the host then reads the thread's awaited-op word
+            // (stored before the record) to know whether the grant was used: the record releases that store.
+            if (Through(at, Faults) && at.Writes && !(at.Is("sys") && (at.Is("release") || at.Is("acq_rel"))))
+            {
+                Report(PtxRule.FaultRecordNotRelease, at, "a fault record must release, at system scope, the awaited-op word stored before it (st.release.sys)");
             }
 
             // The one write a kernel makes to a device PTE, marking a faulted page wanted, is an acquire-release or.

@@ -49,6 +49,14 @@ internal static class ProbeKernels
         shared.StoreRelaxed(control, ControlBlock.Count, (int)shared.LoadAcquire(table, 0));
     }
 
+    /// <summary>A relaxed fault record: the host may see it before the awaited-op word stored just before.</summary>
+    public static void RecordsFaultRelaxed(SharedView<int> progress, SharedView<int> faults)
+    {
+        var shared = default(SystemScope);
+        shared.StoreRelaxed(progress, 1, 1);
+        shared.StoreRelaxed(faults, 0, 1);
+    }
+
     /// <summary>A relaxed entry read: strong, but without the acquire of the host's page contents.</summary>
     public static void ReadsTableRelaxed(SharedView<int> table, SharedView<int> control)
     {
@@ -74,10 +82,11 @@ internal static class ProbeKernels
         default(SystemScope).StoreRelaxed(control, ControlBlock.Count, ops[Group.IdxX].Slot);
     }
 
-    /// <summary>Every rule kept: hazard release, Dekker fence, acquire of the entry, fenced release of a control word.</summary>
-    public static void KeepsTheRules(SharedView<int> hazards, SharedView<long> table, SharedView<int> control)
+    /// <summary>Every rule kept: hazard release, Dekker fence, acquire of the entry, released fault record, fenced release of a control word.</summary>
+    public static void KeepsTheRules(SharedView<int> hazards, SharedView<long> table, SharedView<int> control, SharedView<int> faults)
     {
         var shared = default(SystemScope);
+        shared.StoreRelease(faults, 0, 1);
         shared.StoreRelease(hazards, 0, 1);
         shared.FenceStoreLoad();
         shared.StoreRelaxed(control, ControlBlock.Count, (int)shared.LoadAcquire(table, 0));

@@ -90,6 +90,7 @@ public sealed class PtxCompileTests
     [InlineData(nameof(ProbeKernels.ReadsTableRightAfterHazard), nameof(PtxRule.HazardToTableUnfenced), "ld.acquire.sys.u64")]
     [InlineData(nameof(ProbeKernels.ChangesHazardRelaxed), nameof(PtxRule.HazardWriteNotRelease), "st.relaxed.sys.u32")]
     [InlineData(nameof(ProbeKernels.ReadsTableRelaxed), nameof(PtxRule.TableReadNotAcquire), "ld.relaxed.sys.u32")]
+    [InlineData(nameof(ProbeKernels.RecordsFaultRelaxed), nameof(PtxRule.FaultRecordNotRelease), "st.relaxed.sys.u32")]
     [InlineData(nameof(ProbeKernels.ClosesDoorbellAtGpuScope), nameof(PtxRule.DoorbellNotAcqRel), "atom.cas.b32")]
     [InlineData(nameof(ProbeKernels.ReportsWithoutFence), nameof(PtxRule.ControlReleaseUnfenced), "st.release.sys.u32")]
     [InlineData(nameof(ProbeKernels.ReadsBatchRightAfterBarrier), nameof(PtxRule.BatchReadUnfenced), "ld.b32", true)]

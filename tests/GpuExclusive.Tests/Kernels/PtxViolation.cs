@@ -18,6 +18,9 @@ internal enum PtxRule
     /// <summary>A path from a hazard write to a page-table read with no <c>fence.sc.sys</c> between (the Dekker pair).</summary>
     HazardToTableUnfenced,
 
+    /// <summary>A fault-ring record written without a system-scope release (<c>st.release.sys</c>): it must publish the awaited-op word.</summary>
+    FaultRecordNotRelease,
+
     /// <summary>A page-table access other than <c>ld.acquire.sys</c>.</summary>
     TableReadNotAcquire,
 
