@@ -4,7 +4,7 @@ namespace GpuExclusive.Devices;
 
 /// <summary>
 /// The device faults of one running launch, as the host services them while it runs (docs/architecture.md, "device
-/// faults"): the arrays the kernel works on, the part of its fault ring the host has taken, and the pages it still has
+/// faults and the quantum"): the arrays the kernel works on, the part of its fault ring the host has taken, and the pages it still has
 /// to map. Owned by the thread that runs the batch; the revocation path reads <see cref="Running"/> and the states.
 /// </summary>
 internal sealed class LaunchFaults

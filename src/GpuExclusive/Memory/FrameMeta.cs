@@ -4,7 +4,7 @@ namespace GpuExclusive.Memory;
 
 /// <summary>
 /// Metadata of one frame: 20 bytes, so frame metadata plus one 8-byte PTE stay within the 32-byte-per-page budget
-/// (docs/benchmarks.md, "metadata"; the free list costs nothing: it is threaded through the free frames' own memory).
+/// (docs/benchmarks.md, "metadata per page"; the free list costs nothing: it is threaded through the free frames' own memory).
 /// </summary>
 /// <remarks>
 /// <see cref="RefCount"/> and <see cref="MapCount"/> change with <see cref="Interlocked"/> only. <see cref="State"/>

@@ -87,7 +87,7 @@ public abstract partial class DeviceExclusiveContract
         }
 
         // docs/architecture.md, "fork, unmap, protect, discard": Protect keeps device-exclusive entries, now in a read-only mapping, exactly as Linux does before
-        // the selftest's munmap; the invariants must accept that state (§3.5 #1 is about where entries are created).
+        // the selftest's munmap; the invariants must accept that state (invariant 1 of docs/architecture.md, "invariants", is about where entries are created).
         AssertInvariants();
         var freeBefore = Pool.FreePages;
         Space.Unmap(buffer, length);
