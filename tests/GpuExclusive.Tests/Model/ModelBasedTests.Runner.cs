@@ -10,7 +10,7 @@ namespace GpuExclusive.Tests.Model;
 public sealed partial class ModelBasedTests
 {
     /// <summary>One sequence: a fresh pool and root space, the engine and the model stepped side by side.</summary>
-    private sealed class Runner(ExclusiveDevice device)
+    private sealed class Runner(ExclusiveDevice device, PagePlacement placement)
     {
         private readonly List<(AddressSpace Space, DeviceMirror Mirror, ModelSpace Model)> _spaces = [];
         private PagePool _pool = null!;
@@ -23,7 +23,7 @@ public sealed partial class ModelBasedTests
             try
             {
                 var root = new AddressSpace(_pool);
-                _spaces.Add((root, device.Mirror(root), new ModelSpace()));
+                _spaces.Add((root, device.Mirror(root, placement), new ModelSpace()));
                 for (_step = 0; _step < ops.Length; _step++)
                 {
                     _op = ops[_step];
@@ -215,7 +215,7 @@ public sealed partial class ModelBasedTests
                     }
 
                     var child = space.Fork();
-                    _spaces.Add((child, device.Mirror(child), model.Fork()));
+                    _spaces.Add((child, device.Mirror(child, placement), model.Fork()));
                     break;
                 }
 

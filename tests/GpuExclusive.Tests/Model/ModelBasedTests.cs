@@ -33,12 +33,14 @@ public sealed partial class ModelBasedTests(CpuAcceleratorFixture fixture, ITest
 
     private static readonly Gen<ModelOp[]> SequenceGen = OpGen.Array[1, 30];
 
-    [Fact]
-    public void RandomSequences_MatchTheReferenceModel()
+    [Theory]
+    [InlineData(PagePlacement.InPlace)]
+    [InlineData(PagePlacement.DeviceResident)] // the same observables when the device keeps its pages in its own memory
+    public void RandomSequences_MatchTheReferenceModel(PagePlacement placement)
     {
         var device = fixture.Device;
         SequenceGen.Sample(
-            ops => new Runner(device).Execute(ops),
+            ops => new Runner(device, placement).Execute(ops),
             iter: 300,
             threads: 1,
             print: Print,
